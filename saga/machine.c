@@ -1,0 +1,278 @@
+/* machine: the transition table and the few rules a table row cannot say on its own.
+ *
+ * Each row reads "in state FROM, input EVENT leads to TO, sends these commands, marks or clears
+ * these pending compensations, sets the reason this way and does this with the timer". Pairs
+ * without a row are ignored. Two rules sit outside the table because they depend on the saga's
+ * data rather than its state:
+ *   - a compensating saga with nothing left pending is CANCELLED (and its timer cleared);
+ *   - a compensation timeout re-sends exactly what is still pending, and after
+ *     max_compensation_tries timeouts the saga parks in NEEDS_OPERATOR. */
+#include "machine.h"
+
+#include <stddef.h>
+#include <string.h>
+
+typedef enum timer_rule {
+    T_KEEP = 0,
+    T_CLEAR,
+    T_RESERVE,
+    T_PAY,
+    T_CONFIRM,
+    T_COMPENSATE,
+    T_RETRY, /* exponential backoff from the step's base delay, by attempts */
+} timer_rule_t;
+
+typedef enum reason_rule {
+    R_KEEP = 0,
+    R_INPUT, /* the reason carried by the input (payment's decline reason) */
+    R_PET_UNAVAILABLE,
+    R_CANCELLED_BY_USER,
+    R_TIMEOUT,
+} reason_rule_t;
+
+typedef struct row {
+    saga_status_t from;
+    saga_event_t event;
+    saga_status_t to;
+    unsigned send;
+    unsigned set_pending;
+    unsigned need_pending; /* the row applies only if one of these bits is pending; it clears them */
+    reason_rule_t reason;
+    timer_rule_t timer;
+    const char *why;
+} row_t;
+
+#define ROW(from, ev, to, send, setp, needp, reason, timer, why)                                   \
+    {SAGA_##from, SAGA_EV_##ev, SAGA_##to, send, setp, needp, reason, timer, why}
+
+static const row_t table[] = {
+    ROW(PENDING, PLACED, RESERVING, SAGA_CMD_RESERVE, 0, 0, R_KEEP, T_RESERVE,
+        "order placed: reserve the pets"),
+
+    ROW(RESERVING, RESERVED, PAYING, SAGA_CMD_CHARGE, 0, 0, R_KEEP, T_PAY,
+        "pets reserved: charge the card"),
+    ROW(RESERVING, REJECTED, CANCELLED, 0, 0, 0, R_PET_UNAVAILABLE, T_CLEAR,
+        "reservation rejected: nothing was reserved"),
+    ROW(RESERVING, TIMEOUT, COMPENSATING, SAGA_CMD_RELEASE, SAGA_PENDING_RELEASE, 0, R_TIMEOUT,
+        T_COMPENSATE, "reservation timed out: release whatever may have been reserved"),
+    ROW(RESERVING, CANCEL, COMPENSATING, SAGA_CMD_RELEASE, SAGA_PENDING_RELEASE, 0,
+        R_CANCELLED_BY_USER, T_COMPENSATE, "cancelled while reserving: release"),
+
+    ROW(PAYING, CHARGED, CONFIRMING, SAGA_CMD_CONFIRM, 0, 0, R_KEEP, T_CONFIRM,
+        "card charged: confirm the sale"),
+    ROW(PAYING, DECLINED, COMPENSATING, SAGA_CMD_RELEASE, SAGA_PENDING_RELEASE, 0, R_INPUT,
+        T_COMPENSATE, "payment declined: release the pets"),
+    ROW(PAYING, TIMEOUT, COMPENSATING, SAGA_CMD_REFUND_OR_VOID | SAGA_CMD_RELEASE,
+        SAGA_PENDING_REFUND | SAGA_PENDING_RELEASE, 0, R_TIMEOUT, T_COMPENSATE,
+        "payment timed out: refund or void, release"),
+    ROW(PAYING, CANCEL, COMPENSATING, SAGA_CMD_REFUND_OR_VOID | SAGA_CMD_RELEASE,
+        SAGA_PENDING_REFUND | SAGA_PENDING_RELEASE, 0, R_CANCELLED_BY_USER, T_COMPENSATE,
+        "cancelled while paying: refund or void, release"),
+
+    ROW(CONFIRMING, SALE_CONFIRMED, COMPLETED, 0, 0, 0, R_KEEP, T_CLEAR, "sale confirmed"),
+    ROW(CONFIRMING, TIMEOUT, CONFIRMING, SAGA_CMD_CONFIRM, 0, 0, R_KEEP, T_RETRY,
+        "confirmation timed out: confirm again"),
+
+    ROW(COMPENSATING, RELEASED, COMPENSATING, 0, 0, SAGA_PENDING_RELEASE, R_KEEP, T_KEEP,
+        "pets released"),
+    ROW(COMPENSATING, REFUNDED, COMPENSATING, 0, 0, SAGA_PENDING_REFUND, R_KEEP, T_KEEP,
+        "payment refunded or voided"),
+    ROW(COMPENSATING, TIMEOUT, COMPENSATING, 0, 0, 0, R_KEEP, T_RETRY,
+        "compensation timed out: send what is still pending again"),
+
+    ROW(NEEDS_OPERATOR, RELEASED, NEEDS_OPERATOR, 0, 0, SAGA_PENDING_RELEASE, R_KEEP, T_KEEP,
+        "pets released after the saga was parked"),
+    ROW(NEEDS_OPERATOR, REFUNDED, NEEDS_OPERATOR, 0, 0, SAGA_PENDING_REFUND, R_KEEP, T_KEEP,
+        "payment refunded or voided after the saga was parked"),
+};
+
+static const char *const status_names[SAGA_STATUS_COUNT] = {
+    "PENDING",   "RESERVING",    "PAYING",    "CONFIRMING",
+    "COMPLETED", "COMPENSATING", "CANCELLED", "NEEDS_OPERATOR",
+};
+
+static const char *const reason_names[SAGA_REASON_COUNT] = {
+    NULL,           "PET_UNAVAILABLE",   "INSUFFICIENT_FUNDS", "CARD_INVALID",
+    "CARD_UNKNOWN", "CANCELLED_BY_USER", "TIMEOUT",
+};
+
+static const char *const event_names[SAGA_EVENT_COUNT] = {
+    "placed",   "reserved",  "rejected", "charged", "declined", "sale_confirmed",
+    "released", "refunded",  "cancel",   "timeout",
+};
+
+void saga_limits_default(saga_limits_t *out)
+{
+    out->reserve_timeout_ms = 5000;
+    out->pay_timeout_ms = 5000;
+    out->confirm_timeout_ms = 5000;
+    out->compensate_timeout_ms = 5000;
+    out->retry_max_ms = 60000;
+    out->max_compensation_tries = 5;
+}
+
+int saga_status_terminal(saga_status_t s)
+{
+    return s == SAGA_COMPLETED || s == SAGA_CANCELLED;
+}
+
+const char *saga_status_name(saga_status_t s)
+{
+    return (unsigned)s < SAGA_STATUS_COUNT ? status_names[s] : "UNKNOWN";
+}
+
+const char *saga_reason_name(saga_reason_t r)
+{
+    return (unsigned)r < SAGA_REASON_COUNT ? reason_names[r] : NULL;
+}
+
+const char *saga_event_name(saga_event_t ev)
+{
+    return (unsigned)ev < SAGA_EVENT_COUNT ? event_names[ev] : "unknown";
+}
+
+int saga_status_parse(const char *name, saga_status_t *out)
+{
+    for (int i = 0; name != NULL && i < SAGA_STATUS_COUNT; i++) {
+        if (strcmp(name, status_names[i]) == 0) {
+            *out = (saga_status_t)i;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+int saga_reason_parse(const char *name, saga_reason_t *out)
+{
+    for (int i = 1; name != NULL && i < SAGA_REASON_COUNT; i++) {
+        if (strcmp(name, reason_names[i]) == 0) {
+            *out = (saga_reason_t)i;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static const row_t *find_row(const saga_state_t *cur, saga_event_t ev)
+{
+    for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
+        const row_t *r = &table[i];
+        if (r->from != cur->status || r->event != ev)
+            continue;
+        if (r->need_pending != 0 && (cur->pending & r->need_pending) == 0)
+            return NULL; /* an acknowledgement we are not (or no longer) waiting for */
+        return r;
+    }
+    return NULL;
+}
+
+/* The step's base delay doubled per attempt, capped; computed without overflow. */
+static int backoff_ms(int base, int attempts, int cap)
+{
+    long ms = base > 0 ? base : 1;
+    for (int i = 0; i < attempts && ms < cap; i++)
+        ms *= 2;
+    return ms < cap ? (int)ms : cap;
+}
+
+static int timer_ms(timer_rule_t rule, const saga_state_t *next, const saga_limits_t *lim)
+{
+    switch (rule) {
+    case T_RESERVE:
+        return lim->reserve_timeout_ms;
+    case T_PAY:
+        return lim->pay_timeout_ms;
+    case T_CONFIRM:
+        return lim->confirm_timeout_ms;
+    case T_COMPENSATE:
+        return lim->compensate_timeout_ms;
+    case T_RETRY:
+        return backoff_ms(next->status == SAGA_CONFIRMING ? lim->confirm_timeout_ms
+                                                          : lim->compensate_timeout_ms,
+                          next->attempts, lim->retry_max_ms);
+    case T_KEEP:
+    case T_CLEAR:
+        break;
+    }
+    return 0;
+}
+
+static unsigned pending_commands(unsigned pending)
+{
+    unsigned cmds = 0;
+    if (pending & SAGA_PENDING_REFUND)
+        cmds |= SAGA_CMD_REFUND_OR_VOID;
+    if (pending & SAGA_PENDING_RELEASE)
+        cmds |= SAGA_CMD_RELEASE;
+    return cmds;
+}
+
+void saga_step(const saga_state_t *cur, const saga_input_t *in, const saga_limits_t *limits,
+               saga_output_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->next = *cur;
+    out->outcome = SAGA_IGNORED;
+
+    if (saga_status_terminal(cur->status)) {
+        out->why = "the saga has finished";
+        return;
+    }
+    const row_t *r = find_row(cur, in->event);
+    if (r == NULL) {
+        out->why = "the input does not apply in this state";
+        return;
+    }
+
+    saga_state_t next = *cur;
+    next.status = r->to;
+    next.pending = (cur->pending | r->set_pending) & ~r->need_pending;
+    switch (r->reason) {
+    case R_KEEP:
+        break;
+    case R_INPUT:
+        next.reason = in->reason != SAGA_REASON_NONE ? in->reason : SAGA_REASON_TIMEOUT;
+        break;
+    case R_PET_UNAVAILABLE:
+        next.reason = SAGA_REASON_PET_UNAVAILABLE;
+        break;
+    case R_CANCELLED_BY_USER:
+        next.reason = SAGA_REASON_CANCELLED_BY_USER;
+        break;
+    case R_TIMEOUT:
+        next.reason = SAGA_REASON_TIMEOUT;
+        break;
+    }
+    next.attempts = r->timer == T_RETRY ? cur->attempts + 1 : (r->to != cur->status ? 0
+                                                                                  : cur->attempts);
+
+    unsigned send = r->send;
+    timer_rule_t timer = r->timer;
+    out->why = r->why;
+
+    if (cur->status == SAGA_COMPENSATING && in->event == SAGA_EV_TIMEOUT) {
+        if (next.attempts >= limits->max_compensation_tries) {
+            next.status = SAGA_NEEDS_OPERATOR;
+            timer = T_CLEAR;
+            out->why = "compensation kept failing: an operator must act";
+        } else {
+            send = pending_commands(next.pending);
+        }
+    }
+    if ((next.status == SAGA_COMPENSATING || next.status == SAGA_NEEDS_OPERATOR) &&
+        next.pending == 0) {
+        next.status = SAGA_CANCELLED;
+        timer = T_CLEAR;
+    }
+
+    out->outcome = SAGA_APPLIED;
+    out->next = next;
+    out->commands = send;
+    out->status_changed = next.status != cur->status;
+    if (timer == T_CLEAR) {
+        out->timer = SAGA_TIMER_CLEAR;
+    } else if (timer != T_KEEP) {
+        out->timer = SAGA_TIMER_SET;
+        out->timer_ms = timer_ms(timer, &next, limits);
+    }
+}
