@@ -1,0 +1,274 @@
+/* log: JSON lines with redaction (see log.h).
+ *
+ * A line is assembled in memory and written with one write(2), so concurrent threads never
+ * interleave within a line. Redaction runs on a deep copy of the caller's fields before anything
+ * is serialised: there is no path from a field to the output that skips it. */
+#include "log.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+static char log_service[64] = "petstore";
+static atomic_int log_min = LOG_INFO;
+static int log_fd = 1;
+
+static const char *const level_names[] = {"debug", "info", "warn", "error"};
+
+void log_init(const char *service, log_level_t min_level, int fd)
+{
+    snprintf(log_service, sizeof(log_service), "%s", service ? service : "petstore");
+    atomic_store(&log_min, (int)min_level);
+    log_fd = fd;
+}
+
+int log_level_parse(const char *text, log_level_t *out)
+{
+    for (int i = 0; text != NULL && i < 4; i++) {
+        if (strcasecmp(text, level_names[i]) == 0) {
+            *out = (log_level_t)i;
+            return 0;
+        }
+    }
+    return ERR_INVALID;
+}
+
+int log_enabled(log_level_t level)
+{
+    return (int)level >= atomic_load(&log_min);
+}
+
+/* Keys whose values are secrets whatever they contain. */
+static int secret_key(const char *key)
+{
+    static const char *const words[] = {"password", "passwd", "secret", "token", "authorization",
+                                        "card_number", "card", "pan", "cvv", "cookie"};
+    if (strcmp(key, "card_last4") == 0 || strcmp(key, "last4") == 0)
+        return 0;
+    char lower[128];
+    size_t n = strlen(key);
+    if (n >= sizeof(lower))
+        n = sizeof(lower) - 1;
+    for (size_t i = 0; i < n; i++)
+        lower[i] = (char)tolower((unsigned char)key[i]);
+    lower[n] = '\0';
+    if (strcmp(lower, "pan") == 0)
+        return 1;
+    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
+        if (strcmp(words[i], "pan") == 0)
+            continue; /* only the exact key: "pan" occurs inside ordinary words */
+        if (strstr(lower, words[i]) != NULL)
+            return 1;
+    }
+    return 0;
+}
+
+/* 8-4-4-4-12 hexadecimal: ids are not card numbers even when a group is all digits. */
+static int uuid_shaped(const char *s, size_t n)
+{
+    if (n < 36 || (n > 36 && isalnum((unsigned char)s[36])))
+        return 0;
+    for (size_t i = 0; i < 36; i++) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (s[i] != '-')
+                return 0;
+        } else if (!isxdigit((unsigned char)s[i])) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+int log_mask_digits(const char *text, char *out, size_t out_size)
+{
+    size_t len = strlen(text), o = 0;
+    int masked = 0;
+    if (out_size == 0)
+        return 0;
+    for (size_t i = 0; i < len;) {
+        int boundary = i == 0 || !isalnum((unsigned char)text[i - 1]);
+        if (boundary && uuid_shaped(text + i, len - i)) {
+            for (size_t k = 0; k < 36 && o + 1 < out_size; k++)
+                out[o++] = text[i + k];
+            i += 36;
+            continue;
+        }
+        if (isdigit((unsigned char)text[i]) && boundary) {
+            /* Measure a run of digits with single space or dash separators. */
+            size_t j = i, digits = 0, last_digit_end = i;
+            while (j < len) {
+                if (isdigit((unsigned char)text[j])) {
+                    digits++;
+                    j++;
+                    last_digit_end = j;
+                } else if ((text[j] == ' ' || text[j] == '-') && j + 1 < len &&
+                           isdigit((unsigned char)text[j + 1])) {
+                    j++;
+                } else {
+                    break;
+                }
+            }
+            int end_boundary =
+                last_digit_end >= len || !isalnum((unsigned char)text[last_digit_end]);
+            if (digits >= 12 && digits <= 19 && end_boundary) {
+                size_t seen = 0;
+                for (size_t k = i; k < last_digit_end && o + 1 < out_size; k++) {
+                    if (!isdigit((unsigned char)text[k]))
+                        continue;
+                    seen++;
+                    out[o++] = seen + 4 > digits ? text[k] : '*';
+                }
+                masked = 1;
+                i = last_digit_end;
+                continue;
+            }
+            for (size_t k = i; k < last_digit_end && o + 1 < out_size; k++)
+                out[o++] = text[k];
+            i = last_digit_end;
+            continue;
+        }
+        if (o + 1 < out_size)
+            out[o++] = text[i];
+        i++;
+    }
+    out[o] = '\0';
+    return masked;
+}
+
+static json_t *redact_string(json_t *s)
+{
+    const char *text = json_string_value(s);
+    size_t n = strlen(text) + 1;
+    char *buf = malloc(n);
+    if (buf == NULL)
+        return json_string("[REDACTED]");
+    json_t *out = NULL;
+    if (log_mask_digits(text, buf, n))
+        out = json_string(buf);
+    free(buf);
+    return out;
+}
+
+void log_redact(json_t *obj)
+{
+    if (json_is_object(obj)) {
+        const char *key;
+        json_t *value;
+        void *tmp;
+        json_object_foreach_safe(obj, tmp, key, value)
+        {
+            if (secret_key(key)) {
+                json_object_set_new(obj, key, json_string("[REDACTED]"));
+            } else if (json_is_string(value)) {
+                json_t *masked = redact_string(value);
+                if (masked != NULL)
+                    json_object_set_new(obj, key, masked);
+            } else {
+                log_redact(value);
+            }
+        }
+    } else if (json_is_array(obj)) {
+        for (size_t i = 0; i < json_array_size(obj); i++) {
+            json_t *value = json_array_get(obj, i);
+            if (json_is_string(value)) {
+                json_t *masked = redact_string(value);
+                if (masked != NULL)
+                    json_array_set_new(obj, i, masked);
+            } else {
+                log_redact(value);
+            }
+        }
+    }
+}
+
+static void write_all(const char *s, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(log_fd, s, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return;
+        }
+        s += w;
+        n -= (size_t)w;
+    }
+}
+
+static void set_ctx(json_t *line, const char *key, const char *value)
+{
+    if (value != NULL && value[0] != '\0')
+        json_object_set_new(line, key, json_string(value));
+}
+
+void log_write(log_level_t level, const log_ctx_t *ctx, const char *message, json_t *fields)
+{
+    if (!log_enabled(level)) {
+        json_decref(fields);
+        return;
+    }
+    struct timespec ts;
+    struct tm tm;
+    char stamp[40], base[24];
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(stamp, sizeof(stamp), "%s.%03ldZ", base, ts.tv_nsec / 1000000L);
+
+    json_t *line = json_object();
+    if (line == NULL) {
+        json_decref(fields);
+        return;
+    }
+    json_object_set_new(line, "timestamp", json_string(stamp));
+    json_object_set_new(line, "level", json_string(level_names[level]));
+    json_object_set_new(line, "service", json_string(log_service));
+    json_object_set_new(line, "message", json_string(message ? message : ""));
+    if (ctx != NULL) {
+        set_ctx(line, "trace_id", ctx->trace_id);
+        set_ctx(line, "span_id", ctx->span_id);
+        set_ctx(line, "order_id", ctx->order_id);
+    }
+    if (json_is_object(fields)) {
+        log_redact(fields);
+        const char *key;
+        json_t *value;
+        json_object_foreach(fields, key, value)
+        {
+            if (json_object_get(line, key) == NULL)
+                json_object_set(line, key, value);
+        }
+    }
+    json_decref(fields);
+    char *text = json_dumps(line, JSON_COMPACT | JSON_ENSURE_ASCII);
+    json_decref(line);
+    if (text == NULL)
+        return;
+    size_t n = strlen(text);
+    char *out = realloc(text, n + 2);
+    if (out == NULL) {
+        free(text);
+        return;
+    }
+    out[n] = '\n';
+    write_all(out, n + 1);
+    free(out);
+}
+
+void log_err(log_level_t level, const log_ctx_t *ctx, const char *message, const err_t *e)
+{
+    if (e == NULL) {
+        log_write(level, ctx, message, NULL);
+        return;
+    }
+    json_t *f = json_pack("{s:s,s:s}", "code", err_name(e->code), "error", e->msg);
+    if (f != NULL && e->sqlstate[0] != '\0')
+        json_object_set_new(f, "sqlstate", json_string(e->sqlstate));
+    log_write(level, ctx, message, f);
+}
