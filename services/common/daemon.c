@@ -9,6 +9,7 @@
 #include <sodium.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static atomic_int stopping;
