@@ -1,0 +1,92 @@
+/* health: checks are a fixed-size table (a daemon registers a handful at startup). */
+#include "health.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define HEALTH_MAX_CHECKS 32
+
+struct health_flag {
+    atomic_int ok;
+    pthread_mutex_t lock;
+    char detail[128];
+};
+
+typedef struct check {
+    char name[64];
+    int (*fn)(void *arg, char *detail, size_t n);
+    void *arg;
+} check_t;
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static check_t checks[HEALTH_MAX_CHECKS];
+static size_t n_checks;
+
+static int flag_check(void *arg, char *detail, size_t n)
+{
+    health_flag_t *f = arg;
+    pthread_mutex_lock(&f->lock);
+    snprintf(detail, n, "%s", f->detail);
+    pthread_mutex_unlock(&f->lock);
+    return atomic_load(&f->ok);
+}
+
+int health_check_add(const char *name, int (*fn)(void *arg, char *detail, size_t n), void *arg)
+{
+    pthread_mutex_lock(&lock);
+    int rc = -1;
+    if (n_checks < HEALTH_MAX_CHECKS) {
+        snprintf(checks[n_checks].name, sizeof(checks[n_checks].name), "%s", name);
+        checks[n_checks].fn = fn;
+        checks[n_checks].arg = arg;
+        n_checks++;
+        rc = 0;
+    }
+    pthread_mutex_unlock(&lock);
+    return rc;
+}
+
+health_flag_t *health_flag_new(const char *name)
+{
+    health_flag_t *f = calloc(1, sizeof(*f));
+    if (f == NULL)
+        return NULL;
+    pthread_mutex_init(&f->lock, NULL);
+    snprintf(f->detail, sizeof(f->detail), "starting");
+    if (health_check_add(name, flag_check, f) != 0) {
+        pthread_mutex_destroy(&f->lock);
+        free(f);
+        return NULL;
+    }
+    return f;
+}
+
+void health_flag_set(health_flag_t *f, int ok, const char *detail)
+{
+    if (f == NULL)
+        return;
+    pthread_mutex_lock(&f->lock);
+    snprintf(f->detail, sizeof(f->detail), "%s", detail ? detail : "");
+    pthread_mutex_unlock(&f->lock);
+    atomic_store(&f->ok, ok ? 1 : 0);
+}
+
+int health_ready_json(json_t **out)
+{
+    json_t *all = json_object();
+    int ready = 1;
+    pthread_mutex_lock(&lock);
+    for (size_t i = 0; i < n_checks; i++) {
+        char detail[128] = "";
+        int ok = checks[i].fn(checks[i].arg, detail, sizeof(detail));
+        ready &= ok != 0;
+        json_object_set_new(all, checks[i].name,
+                            json_pack("{s:s,s:s}", "status", ok ? "ok" : "fail", "detail", detail));
+    }
+    pthread_mutex_unlock(&lock);
+    *out = json_pack("{s:s,s:o}", "status", ready ? "ok" : "fail", "checks", all);
+    return ready;
+}
