@@ -1,0 +1,135 @@
+"""An AMQP inspector for tests: publishes enveloped messages like a service would, captures
+what crosses an exchange on a private queue, and reads queue depths through the management
+API. Talks to the real broker of the system under test."""
+import base64
+import json
+import time
+import urllib.parse
+import urllib.request
+import uuid
+from datetime import datetime, timezone
+
+import pika
+
+from petstore_env import need
+from wait import wait_until
+
+
+def now_rfc3339():
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def envelope(type_, correlation_id=None, message_id=None, source="test", causation_id=None):
+    """pika properties carrying the project's envelope (DESIGN.md section 3)."""
+    message_id = message_id or str(uuid.uuid4())
+    headers = {"cloudEvents_specversion": "1.0", "cloudEvents_id": message_id,
+               "cloudEvents_source": f"/petstore/{source}", "cloudEvents_type": type_,
+               "cloudEvents_time": now_rfc3339()}
+    if causation_id:
+        headers["causation_id"] = causation_id
+    return pika.BasicProperties(message_id=message_id, correlation_id=correlation_id, type=type_,
+                                content_type="application/json", delivery_mode=2, app_id=source,
+                                timestamp=int(time.time()), headers=headers)
+
+
+def routing_of(type_):
+    """(exchange, routing key) of a message type, as contracts/codec/msg_types.def defines."""
+    service, rest = type_.split(".", 1)
+    name = rest.rsplit(".", 1)[0]
+    if name in ("list_pet", "reserve", "release", "confirm_sale", "charge", "refund_or_void"):
+        return "petstore.commands", service
+    return "petstore.events", f"{service}.{name}"
+
+
+class Broker:
+    def __init__(self, url=None):
+        self.conn = pika.BlockingConnection(pika.URLParameters(url or need("AMQP_URL")))
+        self.ch = self.conn.channel()
+        self.ch.confirm_delivery()
+
+    def close(self):
+        try:
+            self.conn.close()
+        except Exception:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def publish(self, type_, payload, correlation_id=None, message_id=None, exchange=None,
+                routing_key=None, body=None, properties=None):
+        """Publishes with confirms; returns the message id. body overrides the JSON payload
+        (for malformed input); properties overrides the envelope."""
+        ex, key = routing_of(type_) if exchange is None else (exchange, routing_key)
+        props = properties or envelope(type_, correlation_id, message_id)
+        raw = body if body is not None else json.dumps(payload).encode()
+        self.ch.basic_publish(ex, key if routing_key is None else routing_key, raw, props,
+                              mandatory=True)
+        return props.message_id
+
+    def capture(self, exchange, *keys):
+        """A private queue bound to exchange with keys; returns a Capture."""
+        return Capture(self, exchange, keys)
+
+
+class Capture:
+    def __init__(self, broker, exchange, keys):
+        self.broker = broker
+        q = broker.ch.queue_declare("", exclusive=True, auto_delete=True)
+        self.queue = q.method.queue
+        for key in keys or ("",):
+            broker.ch.queue_bind(self.queue, exchange, routing_key=key)
+        self.messages = []
+
+    def _drain(self):
+        while True:
+            method, props, body = self.broker.ch.basic_get(self.queue, auto_ack=True)
+            if method is None:
+                return
+            self.messages.append((method, props, body))
+
+    def wait_for(self, predicate=lambda m: True, count=1, timeout=20, what="messages"):
+        """Waits until `count` captured messages satisfy predicate(method, props, body) and
+        returns them."""
+        def found():
+            self._drain()
+            hits = [m for m in self.messages if predicate(*m)]
+            return hits if len(hits) >= count else None
+        return wait_until(found, timeout=timeout, what=what)
+
+    def settle(self, seconds):
+        """Everything captured after a bounded quiet period (to assert that nothing more came)."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self.broker.conn.process_data_events(time_limit=0.05)
+        self._drain()
+        return self.messages
+
+
+def mgmt(path):
+    """GET on the management API; parsed JSON."""
+    url = need("RABBITMQ_MGMT_URL") + "/api/" + path
+    req = urllib.request.Request(url)
+    token = base64.b64encode(
+        f"{need('RABBITMQ_MGMT_USER')}:{need('RABBITMQ_MGMT_PASSWORD')}".encode()).decode()
+    req.add_header("Authorization", "Basic " + token)
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read())
+
+
+def queue_info(name):
+    return mgmt("queues/petstore/" + urllib.parse.quote(name, safe=""))
+
+
+def get_all(queue, broker, limit=1000):
+    """Consumes (acks) every message of queue; returns [(method, props, body)]."""
+    out = []
+    while len(out) < limit:
+        method, props, body = broker.ch.basic_get(queue, auto_ack=True)
+        if method is None:
+            break
+        out.append((method, props, body))
+    return out
