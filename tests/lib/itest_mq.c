@@ -12,12 +12,14 @@
 
 #define CLASSIC_EXPIRES_MS 600000
 
-const char *itest_mq_url(void) {
+const char *itest_mq_url(void)
+{
     const char *u = getenv("AMQP_URL");
     return u != NULL && *u != '\0' ? u : NULL;
 }
 
-void itest_mq_name(char *buf, size_t size, const char *prefix) {
+void itest_mq_name(char *buf, size_t size, const char *prefix)
+{
     unsigned char r[8] = {0};
     int fd = open("/dev/urandom", O_RDONLY);
     if (fd < 0 || read(fd, r, sizeof(r)) != (ssize_t)sizeof(r)) {
@@ -33,7 +35,8 @@ void itest_mq_name(char *buf, size_t size, const char *prefix) {
              r[5], r[6], r[7]);
 }
 
-mq_conn_t *itest_mq_open(const char *name) {
+mq_conn_t *itest_mq_open(const char *name)
+{
     const char *url = itest_mq_url();
     if (url == NULL) {
         fprintf(stderr, "itest_mq: AMQP_URL is not set\n");
@@ -50,7 +53,8 @@ mq_conn_t *itest_mq_open(const char *name) {
     return c;
 }
 
-static int check(mq_conn_t *c, const char *what, const char *name) {
+static int check(mq_conn_t *c, const char *what, const char *name)
+{
     err_t e;
     err_clear(&e);
     amqp_rpc_reply_t r = amqp_get_rpc_reply(mq__state(c));
@@ -60,13 +64,15 @@ static int check(mq_conn_t *c, const char *what, const char *name) {
     return -1;
 }
 
-int itest_mq_declare_exchange(mq_conn_t *c, const char *name, const char *type) {
+int itest_mq_declare_exchange(mq_conn_t *c, const char *name, const char *type)
+{
     amqp_exchange_declare(mq__state(c), mq__channel(c), amqp_cstring_bytes(name),
                           amqp_cstring_bytes(type), 0, 0, 0, 0, amqp_empty_table);
     return check(c, "exchange.declare", name);
 }
 
-int itest_mq_declare_queue(mq_conn_t *c, const char *name, const json_t *args) {
+int itest_mq_declare_queue(mq_conn_t *c, const char *name, const json_t *args)
+{
     json_t *a = args ? json_deep_copy(args) : json_object();
     if (a == NULL)
         return -1;
@@ -93,18 +99,21 @@ out:
     return rc;
 }
 
-int itest_mq_bind(mq_conn_t *c, const char *queue, const char *exchange, const char *key) {
+int itest_mq_bind(mq_conn_t *c, const char *queue, const char *exchange, const char *key)
+{
     amqp_queue_bind(mq__state(c), mq__channel(c), amqp_cstring_bytes(queue),
                     amqp_cstring_bytes(exchange), amqp_cstring_bytes(key), amqp_empty_table);
     return check(c, "queue.bind", queue);
 }
 
-int itest_mq_delete_queue(mq_conn_t *c, const char *name) {
+int itest_mq_delete_queue(mq_conn_t *c, const char *name)
+{
     amqp_queue_delete(mq__state(c), mq__channel(c), amqp_cstring_bytes(name), 0, 0);
     return check(c, "queue.delete", name);
 }
 
-int itest_mq_delete_exchange(mq_conn_t *c, const char *name) {
+int itest_mq_delete_exchange(mq_conn_t *c, const char *name)
+{
     amqp_exchange_delete(mq__state(c), mq__channel(c), amqp_cstring_bytes(name), 0);
     return check(c, "exchange.delete", name);
 }
