@@ -288,7 +288,9 @@ static int relay_cycle(relay_t *r, err_t *e)
         char why[160];
         snprintf(delay, sizeof(delay), "%d", relay_retry_delay_ms(attempts));
         snprintf(why, sizeof(why), "%s publishing to exchange %s with routing key %s",
-                 b.status[i] == ERR_UNROUTABLE ? "unroutable" : "nacked by the broker",
+                 b.status[i] == ERR_UNROUTABLE  ? "unroutable"
+                 : b.status[i] == ERR_INVALID ? "not encodable (nested header or oversize property)"
+                                              : "nacked by the broker",
                  b.msgs[i].exchange, b.msgs[i].routing_key);
         const char *fail_params[] = {b.ids[i], why, delay};
         rc = db_exec(r->db, &mark_failed_stmt, fail_params, NULL, e);

@@ -196,6 +196,31 @@ static int ensure_dlq(consumer_t *c, err_t *e)
     return rc;
 }
 
+/* The delivery's headers with nested values (x-death tables from an earlier dead-lettering)
+ * folded into JSON strings, since published headers are flat. New reference. */
+static json_t *flat_headers(const json_t *headers)
+{
+    json_t *h = json_object();
+    const char *key;
+    json_t *value;
+    if (h == NULL || !json_is_object(headers))
+        return h;
+    json_object_foreach((json_t *)headers, key, value)
+    {
+        if (json_is_object(value) || json_is_array(value)) {
+            char *text = json_dumps(value, JSON_COMPACT);
+            char name[128];
+            snprintf(name, sizeof(name), "x-petstore-previous-%s", key);
+            if (text != NULL)
+                json_object_set_new(h, name, json_string(text));
+            free(text);
+        } else {
+            json_object_set(h, key, value);
+        }
+    }
+    return h;
+}
+
 /* Publishes every poison item of the batch to petstore.dlx and waits for the confirms. */
 static int dead_letter(consumer_t *c, item_t *items, size_t n, err_t *e)
 {
@@ -226,11 +251,7 @@ static int dead_letter(consumer_t *c, item_t *items, size_t n, err_t *e)
         if (it->state != ITEM_POISON)
             continue;
         const mq_delivery_t *d = it->d;
-        json_t *h = d->headers ? json_deep_copy(d->headers) : json_object();
-        if (h == NULL || !json_is_object(h)) {
-            json_decref(h);
-            h = json_object();
-        }
+        json_t *h = flat_headers(d->headers);
         json_object_set_new(h, "x-petstore-failure-class", json_string(it->failure_class));
         json_object_set_new(h, "x-petstore-error-code", json_string(err_name(it->err.code)));
         json_object_set_new(h, "x-petstore-error", json_string(it->err.msg));
