@@ -1,0 +1,110 @@
+/* Unit tests of W3C traceparent handling and of identifiers. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "trace.h"
+#include "uuid.h"
+
+static void test_a_valid_traceparent_is_parsed(void **state)
+{
+    (void)state;
+    trace_ctx_t t;
+    assert_int_equal(trace_parse("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", &t), 0);
+    assert_string_equal(t.trace_id, "0af7651916cd43dd8448eb211c80319c");
+    assert_string_equal(t.span_id, "b7ad6b7169203331");
+    assert_int_equal(t.flags, 1);
+    char out[TRACEPARENT_LEN];
+    trace_format(&t, out);
+    assert_string_equal(out, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+}
+
+static void test_invalid_traceparents_are_refused(void **state)
+{
+    (void)state;
+    const char *bad[] = {
+        "",
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331",
+        "00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01",
+        "00-00000000000000000000000000000000-b7ad6b7169203331-01",
+        "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",
+        "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra",
+        "0x-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        "00_0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        "01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01x",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        trace_ctx_t t;
+        if (trace_parse(bad[i], &t) != -1)
+            fail_msg("accepted \"%s\"", bad[i]);
+    }
+    trace_ctx_t t;
+    assert_int_equal(trace_parse(NULL, &t), -1);
+}
+
+static void test_a_future_version_is_read_by_its_first_55_characters(void **state)
+{
+    (void)state;
+    trace_ctx_t t;
+    assert_int_equal(trace_parse("01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00-what", &t), 0);
+    assert_int_equal(trace_parse("01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00", &t), 0);
+    assert_int_equal(t.flags, 0);
+}
+
+static void test_a_child_span_keeps_the_trace_and_gets_a_new_span(void **state)
+{
+    (void)state;
+    trace_ctx_t root, child, again;
+    trace_new_root(&root);
+    assert_int_equal(strlen(root.trace_id), 32);
+    assert_int_equal(strlen(root.span_id), 16);
+    trace_child(&root, &child);
+    assert_string_equal(child.trace_id, root.trace_id);
+    assert_string_not_equal(child.span_id, root.span_id);
+    char text[TRACEPARENT_LEN];
+    trace_format(&child, text);
+    trace_from_header_or_new(text, &again);
+    assert_string_equal(again.trace_id, root.trace_id);
+    trace_from_header_or_new("garbage", &again);
+    assert_string_not_equal(again.trace_id, root.trace_id);
+}
+
+static void test_uuid_v7_ids_are_valid_versioned_and_ordered(void **state)
+{
+    (void)state;
+    char prev[UUID_STR_LEN] = "";
+    for (int i = 0; i < 5000; i++) {
+        char id[UUID_STR_LEN];
+        uuid_v7(id);
+        assert_true(uuid_valid(id));
+        assert_int_equal(id[14], '7');
+        assert_true(strchr("89ab", id[19]) != NULL);
+        assert_true(strcmp(prev, id) < 0);
+        memcpy(prev, id, sizeof(id));
+    }
+    char v4[UUID_STR_LEN];
+    uuid_v4(v4);
+    assert_true(uuid_valid(v4));
+    assert_int_equal(v4[14], '4');
+    assert_false(uuid_valid("0190A1B2-C3D4-7E5F-8A9B-0C1D2E3F4A5B"));
+    assert_false(uuid_valid("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5"));
+    assert_false(uuid_valid("0190a1b2c3d47e5f8a9b0c1d2e3f4a5b1234"));
+    assert_false(uuid_valid(NULL));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_a_valid_traceparent_is_parsed),
+        cmocka_unit_test(test_invalid_traceparents_are_refused),
+        cmocka_unit_test(test_a_future_version_is_read_by_its_first_55_characters),
+        cmocka_unit_test(test_a_child_span_keeps_the_trace_and_gets_a_new_span),
+        cmocka_unit_test(test_uuid_v7_ids_are_valid_versioned_and_ordered),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
