@@ -1,0 +1,20 @@
+/* inbox: at-most-once effects for at-least-once delivery.
+ *
+ * A consumer records (consumer, message_id) in its service database in the same transaction as
+ * the message's effects. If the row exists the message was handled before: the caller skips it
+ * and acknowledges. Rolled back with the transaction, the record disappears with the effects, so
+ * a message is never marked handled without its effects. */
+#ifndef PETSTORE_INBOX_H
+#define PETSTORE_INBOX_H
+
+#include "db.h"
+
+/* Inside the caller's transaction: 0 when new, ERR_DUPLICATE when already recorded (no error is
+ * raised in the transaction, which stays usable). */
+int inbox_record(db_conn_t *db, const char *consumer, const char *message_id,
+                 err_t *e) PETSTORE_NODISCARD;
+
+/* Deletes records older than seconds (a retention far longer than any redelivery window). */
+int inbox_purge_older_than(db_conn_t *db, int seconds, long *deleted, err_t *e) PETSTORE_NODISCARD;
+
+#endif
