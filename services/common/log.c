@@ -219,7 +219,7 @@ void log_write(log_level_t level, const log_ctx_t *ctx, const char *message, jso
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
     strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(stamp, sizeof(stamp), "%s.%03ldZ", base, ts.tv_nsec / 1000000L);
+    snprintf(stamp, sizeof(stamp), "%s.%03dZ", base, (int)(ts.tv_nsec / 1000000L) % 1000);
 
     json_t *line = json_object();
     if (line == NULL) {

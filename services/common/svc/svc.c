@@ -128,7 +128,7 @@ static void now_rfc3339(char *out, size_t n)
     gmtime_r(&ts.tv_sec, &tm);
     char base[24];
     strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out, n, "%s.%03ldZ", base, ts.tv_nsec / 1000000L);
+    snprintf(out, n, "%s.%03dZ", base, (int)(ts.tv_nsec / 1000000L) % 1000);
 }
 
 static void copy_str(char *dst, size_t n, const char *src)
