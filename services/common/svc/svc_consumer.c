@@ -39,7 +39,7 @@ typedef struct item {
     msg_envelope_t env;
     trace_ctx_t trace;
     log_ctx_t log;
-    const char *failure_class; /* for poison: "decode", "envelope", "contract", "handler" */
+    const char *failure_class; /* for poison: "unknown-type", "envelope", "contract", "handler" */
     err_t err;
 } item_t;
 
@@ -83,12 +83,12 @@ static void decode_item(item_t *it, const char *app_id)
     it->log.order_id = d->correlation_id;
     if (d->type == NULL || msg_type_from_name(d->type, &it->type) != 0) {
         err_set(&e, ERR_INVALID, "unknown message type \"%.64s\"", d->type ? d->type : "");
-        mark_poison(it, "decode", &e);
+        mark_poison(it, "unknown-type", &e);
         return;
     }
     if (d->content_type != NULL && strncmp(d->content_type, "application/json", 16) != 0) {
         err_set(&e, ERR_INVALID, "unsupported content type \"%.64s\"", d->content_type);
-        mark_poison(it, "decode", &e);
+        mark_poison(it, "contract", &e);
         return;
     }
     if (msg_envelope_from_headers(d->headers, d->message_id, d->type, d->correlation_id,
