@@ -1,0 +1,482 @@
+"""Integration tests of the payment daemon against the running system of ./petstore test.
+
+The admin API is called over HTTP; commands are published on petstore.commands (routing key
+"payment") as order-saga would send them, and the replies are read from a private queue bound
+to petstore.events with "payment.*" (the outbox relay publishes them). Balances are read
+through the admin API, the ledger and inbox through PAYMENT_DATABASE_URL. Card numbers are
+random, Luhn-valid and start with 9, so every test owns its cards; order ids are random, so
+order-saga ignores the replies (unknown saga).
+
+Card numbers are sealed with PAYMENT_PUBLIC_KEY (python3-nacl), exactly as the storefront does.
+"""
+import base64
+import json
+import os
+import random
+import time
+import urllib.error
+import urllib.request
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pika
+import psycopg2
+import pytest
+
+nacl_public = pytest.importorskip("nacl.public")
+
+REPLY_TIMEOUT_S = 20.0
+
+
+# ---------------------------------------------------------------- environment
+
+def _secrets_env():
+    """Values from $PETSTORE_HOME/secrets.env, for keys the environment does not carry."""
+    home = os.environ.get("PETSTORE_HOME")
+    values = {}
+    if home and os.path.exists(os.path.join(home, "secrets.env")):
+        with open(os.path.join(home, "secrets.env")) as f:
+            for line in f:
+                line = line.strip()
+                if line.startswith("export ") and "=" in line:
+                    name, value = line[len("export "):].split("=", 1)
+                    values[name] = value.strip("'\"")
+    return values
+
+
+def env(name):
+    value = os.environ.get(name) or _secrets_env().get(name)
+    if not value:
+        pytest.skip(f"{name} is not set (run under ./petstore test)")
+    return value
+
+
+# ---------------------------------------------------------------- cards
+
+def luhn_complete(prefix):
+    """prefix + the Luhn check digit."""
+    total = 0
+    for i, c in enumerate(reversed(prefix)):
+        d = int(c)
+        if i % 2 == 0:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return prefix + str((10 - total % 10) % 10)
+
+
+def new_card_number(length=16):
+    return luhn_complete("9" + "".join(random.choice("0123456789") for _ in range(length - 2)))
+
+
+def break_luhn(number):
+    last = (int(number[-1]) + 1) % 10
+    return number[:-1] + str(last)
+
+
+# ---------------------------------------------------------------- HTTP
+
+class Admin:
+    def __init__(self, base, token):
+        self.base = base.rstrip("/")
+        self.token = token
+
+    def call(self, method, path, body=None, token=None):
+        headers = {"Accept": "application/json"}
+        tok = self.token if token is None else token
+        if tok:
+            headers["Authorization"] = "Bearer " + tok
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        req = urllib.request.Request(self.base + path, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                raw = r.read()
+                return r.status, dict(r.headers), json.loads(raw) if raw else None
+        except urllib.error.HTTPError as err:
+            raw = err.read()
+            return err.code, dict(err.headers), json.loads(raw) if raw else None
+
+    def create_card(self, number, balance):
+        status, _, body = self.call("POST", "/v1/cards",
+                                    {"card_number": number, "balance_cents": balance})
+        assert status == 201, body
+        return body["id"]
+
+    def balance(self, card_id):
+        status, _, body = self.call("GET", f"/v1/cards/{card_id}")
+        assert status == 200, body
+        return body["balance_cents"]
+
+
+# ---------------------------------------------------------------- broker
+
+class Payment:
+    """Sends payment commands and collects payment's replies by order id."""
+
+    def __init__(self, amqp_url, public_key_b64):
+        self.box = nacl_public.SealedBox(nacl_public.PublicKey(base64.b64decode(public_key_b64)))
+        self.conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
+        self.ch = self.conn.channel()
+        self.ch.confirm_delivery()
+        self.queue = self.ch.queue_declare("", exclusive=True, auto_delete=True).method.queue
+        self.ch.queue_bind(self.queue, "petstore.events", routing_key="payment.*")
+        self.replies = {}
+        self.ch.basic_consume(self.queue, self._on_reply, auto_ack=True)
+
+    def close(self):
+        try:
+            self.conn.close()
+        except Exception:
+            pass
+
+    def _on_reply(self, _ch, _method, props, body):
+        self.replies.setdefault(props.correlation_id, []).append(
+            {"type": props.type, "body": json.loads(body), "headers": dict(props.headers or {})})
+
+    def seal(self, number):
+        return base64.b64encode(self.box.encrypt(number.encode())).decode()
+
+    def publish(self, type_, payload, order_id, message_id=None, body=None):
+        message_id = message_id or str(uuid.uuid4())
+        now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        props = pika.BasicProperties(
+            message_id=message_id, correlation_id=order_id, type=type_,
+            content_type="application/json", delivery_mode=2, app_id="order-saga",
+            timestamp=int(time.time()),
+            headers={"cloudEvents_specversion": "1.0", "cloudEvents_id": message_id,
+                     "cloudEvents_source": "/petstore/order-saga", "cloudEvents_type": type_,
+                     "cloudEvents_time": now})
+        self.ch.basic_publish("petstore.commands", "payment",
+                              body if body is not None else json.dumps(payload), props,
+                              mandatory=True)
+        return message_id
+
+    def charge(self, order_id, number, amount, message_id=None, expires_at=None, sealed=None):
+        payload = {"order_id": order_id, "amount_cents": amount,
+                   "card_sealed": sealed or self.seal(number), "card_last4": number[-4:]}
+        if expires_at is not None:
+            payload["expires_at"] = expires_at
+        return self.publish("payment.charge.v1", payload, order_id, message_id)
+
+    def refund_or_void(self, order_id, message_id=None):
+        return self.publish("payment.refund_or_void.v1", {"order_id": order_id}, order_id,
+                            message_id)
+
+    def wait_replies(self, order_id, count):
+        """Pumps the connection until order_id has at least count replies; returns them."""
+        deadline = time.monotonic() + REPLY_TIMEOUT_S
+        while len(self.replies.get(order_id, [])) < count:
+            left = deadline - time.monotonic()
+            assert left > 0, (f"order {order_id}: {len(self.replies.get(order_id, []))} of "
+                              f"{count} replies after {REPLY_TIMEOUT_S}s")
+            self.conn.process_data_events(time_limit=min(left, 0.2))
+        return self.replies[order_id]
+
+
+# ---------------------------------------------------------------- fixtures
+
+@pytest.fixture(scope="module")
+def admin():
+    return Admin(env("PAYMENT_API"), env("ADMIN_TOKEN"))
+
+
+@pytest.fixture(scope="module")
+def payment():
+    p = Payment(env("AMQP_URL"), env("PAYMENT_PUBLIC_KEY"))
+    yield p
+    p.close()
+
+
+@pytest.fixture(scope="module")
+def db():
+    conn = psycopg2.connect(env("PAYMENT_DATABASE_URL"))
+    conn.autocommit = True
+    yield conn
+    conn.close()
+
+
+def ledger(db, order_id):
+    with db.cursor() as cur:
+        cur.execute("SELECT kind, amount_cents, reason FROM ledger WHERE order_id = %s "
+                    "ORDER BY id", (order_id,))
+        return cur.fetchall()
+
+
+def card_with(admin, balance):
+    number = new_card_number()
+    return number, admin.create_card(number, balance)
+
+
+def types(replies):
+    return [r["type"] for r in replies]
+
+
+# ---------------------------------------------------------------- admin API
+
+def test_admin_creates_a_card_and_reads_it_back(admin):
+    number = new_card_number()
+    status, headers, body = admin.call("POST", "/v1/cards",
+                                       {"card_number": number, "balance_cents": 12345})
+    assert status == 201, body
+    assert body["last4"] == number[-4:]
+    assert body["balance_cents"] == 12345
+    assert headers.get("Location") == f"/v1/cards/{body['id']}"
+    assert number not in json.dumps(body)
+
+    status, _, got = admin.call("GET", f"/v1/cards/{body['id']}")
+    assert status == 200
+    assert (got["id"], got["last4"], got["balance_cents"]) == (body["id"], number[-4:], 12345)
+    assert number not in json.dumps(got)
+
+
+def test_admin_refuses_a_second_card_with_the_same_number(admin):
+    number = new_card_number()
+    admin.create_card(number, 100)
+    status, headers, body = admin.call("POST", "/v1/cards",
+                                       {"card_number": number, "balance_cents": 5})
+    assert status == 409
+    assert headers.get("Content-Type", "").startswith("application/problem+json")
+    assert number not in json.dumps(body)
+
+
+def test_admin_answers_404_for_an_unknown_card(admin):
+    assert admin.call("GET", f"/v1/cards/{uuid.uuid4()}")[0] == 404
+    assert admin.call("GET", "/v1/cards/not-a-uuid")[0] == 404
+
+
+@pytest.mark.parametrize("body", [
+    {"card_number": "luhn", "balance_cents": 100},
+    {"card_number": "4111111111111112", "balance_cents": 100},   # fails Luhn
+    {"card_number": "79927398713", "balance_cents": 100},        # Luhn ok, 11 digits
+    {"card_number": "4111 1111 1111 1111", "balance_cents": 100},
+    {"card_number": 4111111111111111, "balance_cents": 100},
+    {"balance_cents": 100},
+    {"card_number": "VALID", "balance_cents": -1},
+    {"card_number": "VALID", "balance_cents": "100"},
+    {"card_number": "VALID", "balance_cents": 1.5},
+    {"card_number": "VALID"},
+], ids=["letters", "bad-luhn", "too-short", "spaces", "number-not-string", "no-number",
+        "negative-balance", "balance-string", "balance-fraction", "no-balance"])
+def test_admin_rejects_an_invalid_card_with_422(admin, body):
+    if body.get("card_number") == "VALID":
+        body = dict(body, card_number=new_card_number())
+    status, headers, problem = admin.call("POST", "/v1/cards", body)
+    assert status == 422, problem
+    assert headers.get("Content-Type", "").startswith("application/problem+json")
+    assert problem["status"] == 422
+    if isinstance(body.get("card_number"), str):
+        assert body["card_number"] not in json.dumps(problem)
+
+
+@pytest.mark.parametrize("token", ["", "wrong-token"], ids=["missing", "wrong"])
+def test_admin_requires_the_admin_token(admin, token):
+    number = new_card_number()
+    status, headers, _ = admin.call("POST", "/v1/cards",
+                                    {"card_number": number, "balance_cents": 1}, token=token)
+    assert status == 401
+    assert headers.get("WWW-Authenticate", "").startswith("Bearer")
+    assert admin.call("GET", f"/v1/cards/{uuid.uuid4()}", token=token)[0] == 401
+    # The refused card was not created.
+    assert admin.call("POST", "/v1/cards", {"card_number": number, "balance_cents": 1})[0] == 201
+
+
+# ---------------------------------------------------------------- charges
+
+def test_a_charge_debits_once_however_often_it_is_sent(admin, payment, db):
+    number, card = card_with(admin, 10000)
+    order = str(uuid.uuid4())
+    first = payment.charge(order, number, 2500)
+    payment.charge(order, number, 2500, message_id=first)      # the same delivery, redelivered
+    payment.charge(order, number, 4000)                          # a new command for the order
+    replies = payment.wait_replies(order, 2)
+    assert types(replies) == ["payment.charged.v1", "payment.charged.v1"]
+    for r in replies:
+        assert r["body"] == {"order_id": order, "amount_cents": 2500, "card_last4": number[-4:]}
+    assert replies[0]["headers"].get("causation_id") == first
+    assert admin.balance(card) == 7500
+    assert ledger(db, order) == [("charge", 2500, None)]
+    with db.cursor() as cur:
+        cur.execute("SELECT count(*) FROM inbox WHERE consumer = 'payment' AND message_id = %s",
+                    (first,))
+        assert cur.fetchone()[0] == 1
+        # Only the last four digits ever leave the service.
+        cur.execute("SELECT count(*) FROM outbox WHERE body LIKE %s OR headers::text LIKE %s",
+                    (f"%{number}%", f"%{number}%"))
+        assert cur.fetchone()[0] == 0
+    assert len(payment.replies[order]) == 2
+
+
+def test_a_charge_of_the_whole_balance_succeeds(admin, payment):
+    number, card = card_with(admin, 3000)
+    order = str(uuid.uuid4())
+    payment.charge(order, number, 3000)
+    assert types(payment.wait_replies(order, 1)) == ["payment.charged.v1"]
+    assert admin.balance(card) == 0
+
+
+@pytest.mark.parametrize("case", ["bad-luhn", "unopenable", "unknown-card", "insufficient"])
+def test_a_declined_charge_leaves_the_balance_unchanged(admin, payment, db, case):
+    number, card = card_with(admin, 1000)
+    order = str(uuid.uuid4())
+    amount, sealed, reason = 500, None, None
+    if case == "bad-luhn":
+        sent, reason = break_luhn(number), "CARD_INVALID"
+    elif case == "unopenable":
+        # Sealed for another key: only the payment service's key opens a box.
+        other = nacl_public.PrivateKey.generate().public_key
+        sealed = base64.b64encode(nacl_public.SealedBox(other).encrypt(number.encode())).decode()
+        sent, reason = number, "CARD_INVALID"
+    elif case == "unknown-card":
+        sent, reason = new_card_number(), "CARD_UNKNOWN"
+    else:
+        sent, amount, reason = number, 1001, "INSUFFICIENT_FUNDS"
+    payment.charge(order, sent, amount, sealed=sealed)
+    replies = payment.wait_replies(order, 1)
+    assert [(r["type"], r["body"]) for r in replies] == [
+        ("payment.declined.v1", {"order_id": order, "reason": reason})]
+    assert admin.balance(card) == 1000
+    assert ledger(db, order) == [("decline", amount, reason)]
+
+
+def test_a_decline_is_final_for_the_order(admin, payment, db):
+    number, card = card_with(admin, 1000)
+    order = str(uuid.uuid4())
+    payment.charge(order, number, 1500)
+    payment.charge(order, number, 500)     # would fit now, but the order was declined
+    replies = payment.wait_replies(order, 2)
+    assert [r["body"]["reason"] for r in replies] == ["INSUFFICIENT_FUNDS"] * 2
+    assert admin.balance(card) == 1000
+    assert ledger(db, order) == [("decline", 1500, "INSUFFICIENT_FUNDS")]
+
+
+def test_an_expired_charge_is_declined_expired(admin, payment, db):
+    number, card = card_with(admin, 1000)
+    order = str(uuid.uuid4())
+    past = (datetime.now(timezone.utc) - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    payment.charge(order, number, 100, expires_at=past)
+    replies = payment.wait_replies(order, 1)
+    assert replies[0]["body"] == {"order_id": order, "reason": "EXPIRED"}
+    assert admin.balance(card) == 1000
+    assert ledger(db, order) == [("decline", 100, "EXPIRED")]
+
+
+def test_a_charge_before_its_expiry_goes_through(admin, payment):
+    number, card = card_with(admin, 1000)
+    order = str(uuid.uuid4())
+    future = (datetime.now(timezone.utc) + timedelta(minutes=5)).strftime(
+        "%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    payment.charge(order, number, 100, expires_at=future)
+    assert types(payment.wait_replies(order, 1)) == ["payment.charged.v1"]
+    assert admin.balance(card) == 900
+
+
+# ---------------------------------------------------------------- refunds and voids
+
+def test_refund_or_void_refunds_a_charge_exactly_once(admin, payment, db):
+    number, card = card_with(admin, 5000)
+    order = str(uuid.uuid4())
+    payment.charge(order, number, 1200)
+    payment.wait_replies(order, 1)
+    assert admin.balance(card) == 3800
+    payment.refund_or_void(order)
+    payment.refund_or_void(order)          # a retried compensation with a new id
+    replies = payment.wait_replies(order, 3)
+    assert types(replies) == ["payment.charged.v1", "payment.refunded.v1",
+                              "payment.refunded.v1"]
+    assert replies[1]["body"] == {"order_id": order, "amount_cents": 1200}
+    assert replies[2]["body"] == replies[1]["body"]
+    assert admin.balance(card) == 5000
+    assert ledger(db, order) == [("charge", 1200, None), ("refund", 1200, None)]
+    # The refund is final: a charge command after it changes nothing.
+    payment.charge(order, number, 1200)
+    assert types(payment.wait_replies(order, 4))[3] == "payment.charged.v1"
+    assert admin.balance(card) == 5000
+
+
+def test_a_void_closes_the_order_to_a_late_charge(admin, payment, db):
+    number, card = card_with(admin, 5000)
+    order = str(uuid.uuid4())
+    payment.refund_or_void(order)
+    payment.charge(order, number, 700)     # arrives after the saga gave up on it
+    payment.refund_or_void(order)
+    replies = payment.wait_replies(order, 3)
+    assert [(r["type"], r["body"]) for r in replies] == [
+        ("payment.voided.v1", {"order_id": order}),
+        ("payment.declined.v1", {"order_id": order, "reason": "ORDER_CLOSED"}),
+        ("payment.voided.v1", {"order_id": order}),
+    ]
+    assert admin.balance(card) == 5000
+    assert ledger(db, order) == [("void", 0, None)]
+
+
+def test_a_declined_order_is_voided_not_refunded(admin, payment, db):
+    number, card = card_with(admin, 100)
+    order = str(uuid.uuid4())
+    payment.charge(order, number, 200)
+    payment.refund_or_void(order)
+    replies = payment.wait_replies(order, 2)
+    assert types(replies) == ["payment.declined.v1", "payment.voided.v1"]
+    assert admin.balance(card) == 100
+    assert ledger(db, order) == [("decline", 200, "INSUFFICIENT_FUNDS"), ("void", 0, None)]
+
+
+def test_the_ledger_refuses_changes(db):
+    with db.cursor() as cur:
+        for sql in ("UPDATE ledger SET amount_cents = amount_cents + 1",
+                    "DELETE FROM ledger", "TRUNCATE ledger"):
+            with pytest.raises(psycopg2.Error) as err:
+                cur.execute(sql)
+            assert "immutable" in str(err.value)
+
+
+# ---------------------------------------------------------------- poison
+
+def _find_dead_letter(amqp_url, message_id):
+    """Looks through payment.commands.dlq for message_id without disturbing other messages:
+    everything is taken unacknowledged and returned when the channel closes, except the match,
+    which is acknowledged (removed) once found. Returns its properties, or None."""
+    conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    try:
+        ch = conn.channel()
+        ch.basic_qos(prefetch_count=1000)
+        found = []
+
+        def on_message(_ch, method, props, _body):
+            if props.message_id == message_id:
+                found.append(props)
+                ch.basic_ack(method.delivery_tag)
+
+        ch.basic_consume("payment.commands.dlq", on_message, auto_ack=False)
+        deadline = time.monotonic() + 2.0
+        while not found and time.monotonic() < deadline:
+            conn.process_data_events(time_limit=0.2)
+        return found[0] if found else None
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("case,failure_class", [("schema", "contract"), ("json", "contract"),
+                                                ("type", "unknown-type")])
+def test_a_poison_command_is_dead_lettered(payment, db, case, failure_class):
+    order = str(uuid.uuid4())
+    if case == "schema":
+        mid = payment.publish("payment.charge.v1", {"order_id": order, "amount_cents": -5},
+                              order)
+    elif case == "json":
+        mid = payment.publish("payment.charge.v1", None, order, body=b"{not json")
+    else:
+        mid = payment.publish("payment.explode.v1", {"order_id": order}, order)
+    deadline = time.monotonic() + REPLY_TIMEOUT_S
+    props = None
+    while props is None:
+        assert time.monotonic() < deadline, f"{mid} never reached payment.commands.dlq"
+        props = _find_dead_letter(env("AMQP_URL"), mid)
+    headers = props.headers or {}
+    assert headers.get("x-petstore-original-queue") == "payment.commands"
+    assert headers.get("x-petstore-failure-class") == failure_class
+    assert ledger(db, order) == []
+    assert order not in payment.replies
