@@ -71,6 +71,16 @@ static void conn_message(PGconn *pg, char *out, size_t n)
     snprintf(out, n, "%.*s", (int)len, m);
 }
 
+/* Server notices ("relation already exists, skipping") are routine: debug lines, not stderr. */
+static void notice(void *arg, const char *message)
+{
+    (void)arg;
+    if (log_enabled(LOG_DEBUG)) {
+        size_t len = strcspn(message, "\n");
+        log_debug(NULL, "db.notice", json_pack("{s:s%}", "notice", message, len));
+    }
+}
+
 int db_open(const char *conninfo, db_conn_t **out, err_t *e)
 {
     static const char *const keys[] = {"connect_timeout", "client_encoding", "dbname", NULL};
@@ -93,6 +103,7 @@ int db_open(const char *conninfo, db_conn_t **out, err_t *e)
         return err_set(e, ERR_NOMEM, "out of memory opening a database connection");
     }
     db->pg = pg;
+    PQsetNoticeProcessor(pg, notice, NULL);
     *out = db;
     return 0;
 }
