@@ -7,48 +7,41 @@ through the admin API, the ledger and inbox through PAYMENT_DATABASE_URL. Card n
 random, Luhn-valid and start with 9, so every test owns its cards; order ids are random, so
 order-saga ignores the replies (unknown saga).
 
-Card numbers are sealed with PAYMENT_PUBLIC_KEY (python3-nacl), exactly as the storefront does.
+Card numbers are sealed with PAYMENT_PUBLIC_KEY (python3-nacl), exactly as the storefront does;
+the key comes from the environment or, failing that, from $PETSTORE_HOME/secrets.env.
 """
 import base64
 import json
 import os
 import random
 import time
-import urllib.error
-import urllib.request
 import uuid
 from datetime import datetime, timedelta, timezone
 
 import pika
 import psycopg2
 import pytest
+from nacl import public as nacl_public
 
-nacl_public = pytest.importorskip("nacl.public")
+import db as dbh
+import httpc
+from amqp import Broker
+from petstore_env import need
+from wait import wait_until
 
 REPLY_TIMEOUT_S = 20.0
 
 
-# ---------------------------------------------------------------- environment
-
-def _secrets_env():
-    """Values from $PETSTORE_HOME/secrets.env, for keys the environment does not carry."""
-    home = os.environ.get("PETSTORE_HOME")
-    values = {}
-    if home and os.path.exists(os.path.join(home, "secrets.env")):
-        with open(os.path.join(home, "secrets.env")) as f:
+def public_key():
+    """PAYMENT_PUBLIC_KEY from the environment, else from the instance's secrets.env."""
+    value = os.environ.get("PAYMENT_PUBLIC_KEY")
+    path = os.path.join(os.environ.get("PETSTORE_HOME", ""), "secrets.env")
+    if not value and os.path.exists(path):
+        with open(path) as f:
             for line in f:
-                line = line.strip()
-                if line.startswith("export ") and "=" in line:
-                    name, value = line[len("export "):].split("=", 1)
-                    values[name] = value.strip("'\"")
-    return values
-
-
-def env(name):
-    value = os.environ.get(name) or _secrets_env().get(name)
-    if not value:
-        pytest.skip(f"{name} is not set (run under ./petstore test)")
-    return value
+                if line.startswith("export PAYMENT_PUBLIC_KEY="):
+                    value = line.split("=", 1)[1].strip().strip("'\"")
+    return value or need("PAYMENT_PUBLIC_KEY")
 
 
 # ---------------------------------------------------------------- cards
@@ -71,8 +64,7 @@ def new_card_number(length=16):
 
 
 def break_luhn(number):
-    last = (int(number[-1]) + 1) % 10
-    return number[:-1] + str(last)
+    return number[:-1] + str((int(number[-1]) + 1) % 10)
 
 
 # ---------------------------------------------------------------- HTTP
@@ -83,22 +75,10 @@ class Admin:
         self.token = token
 
     def call(self, method, path, body=None, token=None):
-        headers = {"Accept": "application/json"}
-        tok = self.token if token is None else token
-        if tok:
-            headers["Authorization"] = "Bearer " + tok
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
-        req = urllib.request.Request(self.base + path, data=data, method=method, headers=headers)
-        try:
-            with urllib.request.urlopen(req, timeout=10) as r:
-                raw = r.read()
-                return r.status, dict(r.headers), json.loads(raw) if raw else None
-        except urllib.error.HTTPError as err:
-            raw = err.read()
-            return err.code, dict(err.headers), json.loads(raw) if raw else None
+        """(status, headers, parsed body) of an admin call; token None means the admin's."""
+        r = httpc.request(method, self.base + path, body=body,
+                          token=self.token if token is None else token, timeout=10)
+        return r.status, r.headers, r.json
 
     def create_card(self, number, balance):
         status, _, body = self.call("POST", "/v1/cards",
@@ -115,45 +95,24 @@ class Admin:
 # ---------------------------------------------------------------- broker
 
 class Payment:
-    """Sends payment commands and collects payment's replies by order id."""
+    """Sends payment commands as order-saga does and collects payment's replies by order."""
 
-    def __init__(self, amqp_url, public_key_b64):
-        self.box = nacl_public.SealedBox(nacl_public.PublicKey(base64.b64decode(public_key_b64)))
-        self.conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
-        self.ch = self.conn.channel()
-        self.ch.confirm_delivery()
-        self.queue = self.ch.queue_declare("", exclusive=True, auto_delete=True).method.queue
-        self.ch.queue_bind(self.queue, "petstore.events", routing_key="payment.*")
-        self.replies = {}
-        self.ch.basic_consume(self.queue, self._on_reply, auto_ack=True)
+    def __init__(self):
+        self.box = nacl_public.SealedBox(nacl_public.PublicKey(base64.b64decode(public_key())))
+        self.broker = Broker()
+        self.capture = self.broker.capture("petstore.events", "payment.*")
 
     def close(self):
-        try:
-            self.conn.close()
-        except Exception:
-            pass
-
-    def _on_reply(self, _ch, _method, props, body):
-        self.replies.setdefault(props.correlation_id, []).append(
-            {"type": props.type, "body": json.loads(body), "headers": dict(props.headers or {})})
+        self.broker.close()
 
     def seal(self, number):
         return base64.b64encode(self.box.encrypt(number.encode())).decode()
 
     def publish(self, type_, payload, order_id, message_id=None, body=None):
-        message_id = message_id or str(uuid.uuid4())
-        now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-        props = pika.BasicProperties(
-            message_id=message_id, correlation_id=order_id, type=type_,
-            content_type="application/json", delivery_mode=2, app_id="order-saga",
-            timestamp=int(time.time()),
-            headers={"cloudEvents_specversion": "1.0", "cloudEvents_id": message_id,
-                     "cloudEvents_source": "/petstore/order-saga", "cloudEvents_type": type_,
-                     "cloudEvents_time": now})
-        self.ch.basic_publish("petstore.commands", "payment",
-                              body if body is not None else json.dumps(payload), props,
-                              mandatory=True)
-        return message_id
+        """Publishes to payment's queue whatever the type says (poison has unknown types)."""
+        return self.broker.publish(type_, payload, correlation_id=order_id,
+                                   message_id=message_id, body=body,
+                                   exchange="petstore.commands", routing_key="payment")
 
     def charge(self, order_id, number, amount, message_id=None, expires_at=None, sealed=None):
         payload = {"order_id": order_id, "amount_cents": amount,
@@ -166,44 +125,43 @@ class Payment:
         return self.publish("payment.refund_or_void.v1", {"order_id": order_id}, order_id,
                             message_id)
 
+    def replies(self, order_id):
+        self.capture._drain()
+        return [{"type": p.type, "body": json.loads(b), "headers": dict(p.headers or {})}
+                for _, p, b in self.capture.messages if p.correlation_id == order_id]
+
     def wait_replies(self, order_id, count):
-        """Pumps the connection until order_id has at least count replies; returns them."""
-        deadline = time.monotonic() + REPLY_TIMEOUT_S
-        while len(self.replies.get(order_id, [])) < count:
-            left = deadline - time.monotonic()
-            assert left > 0, (f"order {order_id}: {len(self.replies.get(order_id, []))} of "
-                              f"{count} replies after {REPLY_TIMEOUT_S}s")
-            self.conn.process_data_events(time_limit=min(left, 0.2))
-        return self.replies[order_id]
+        """The order's replies, once there are at least count of them."""
+        return wait_until(lambda: (lambda r: r if len(r) >= count else None)(
+            self.replies(order_id)), timeout=REPLY_TIMEOUT_S,
+            what=f"{count} payment replies for order {order_id}")
 
 
 # ---------------------------------------------------------------- fixtures
 
 @pytest.fixture(scope="module")
 def admin():
-    return Admin(env("PAYMENT_API"), env("ADMIN_TOKEN"))
+    return Admin(need("PAYMENT_API"), need("ADMIN_TOKEN"))
 
 
 @pytest.fixture(scope="module")
 def payment():
-    p = Payment(env("AMQP_URL"), env("PAYMENT_PUBLIC_KEY"))
+    p = Payment()
     yield p
     p.close()
 
 
 @pytest.fixture(scope="module")
 def db():
-    conn = psycopg2.connect(env("PAYMENT_DATABASE_URL"))
-    conn.autocommit = True
+    conn = dbh.connect("payment")
     yield conn
     conn.close()
 
 
 def ledger(db, order_id):
-    with db.cursor() as cur:
-        cur.execute("SELECT kind, amount_cents, reason FROM ledger WHERE order_id = %s "
-                    "ORDER BY id", (order_id,))
-        return cur.fetchall()
+    return [(r["kind"], r["amount_cents"], r["reason"]) for r in dbh.rows(
+        db, "SELECT kind, amount_cents, reason FROM ledger WHERE order_id = %s ORDER BY id",
+        order_id)]
 
 
 def card_with(admin, balance):
@@ -299,15 +257,12 @@ def test_a_charge_debits_once_however_often_it_is_sent(admin, payment, db):
     assert replies[0]["headers"].get("causation_id") == first
     assert admin.balance(card) == 7500
     assert ledger(db, order) == [("charge", 2500, None)]
-    with db.cursor() as cur:
-        cur.execute("SELECT count(*) FROM inbox WHERE consumer = 'payment' AND message_id = %s",
-                    (first,))
-        assert cur.fetchone()[0] == 1
-        # Only the last four digits ever leave the service.
-        cur.execute("SELECT count(*) FROM outbox WHERE body LIKE %s OR headers::text LIKE %s",
-                    (f"%{number}%", f"%{number}%"))
-        assert cur.fetchone()[0] == 0
-    assert len(payment.replies[order]) == 2
+    assert dbh.value(db, "SELECT count(*) FROM inbox WHERE consumer = 'payment' "
+                         "AND message_id = %s", first) == 1
+    # Only the last four digits ever leave the service.
+    assert dbh.value(db, "SELECT count(*) FROM outbox WHERE body LIKE %s OR headers::text LIKE %s",
+                     f"%{number}%", f"%{number}%") == 0
+    assert len(payment.replies(order)) == 2
 
 
 def test_a_charge_of_the_whole_balance_succeeds(admin, payment):
@@ -474,9 +429,9 @@ def test_a_poison_command_is_dead_lettered(payment, db, case, failure_class):
     props = None
     while props is None:
         assert time.monotonic() < deadline, f"{mid} never reached payment.commands.dlq"
-        props = _find_dead_letter(env("AMQP_URL"), mid)
+        props = _find_dead_letter(need("AMQP_URL"), mid)
     headers = props.headers or {}
     assert headers.get("x-petstore-original-queue") == "payment.commands"
     assert headers.get("x-petstore-failure-class") == failure_class
     assert ledger(db, order) == []
-    assert order not in payment.replies
+    assert payment.replies(order) == []
