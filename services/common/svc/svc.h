@@ -49,6 +49,8 @@ typedef struct svc_msg {
     const trace_ctx_t *trace; /* this hop's span: child of the message's traceparent */
     const log_ctx_t *log;     /* trace_id, span_id and order_id for log lines */
     const char *queue;
+    const char *exchange;    /* where it was published */
+    const char *routing_key;
     int redelivered;
 } svc_msg_t;
 
@@ -56,6 +58,8 @@ typedef struct svc_msg {
  * other code (retry the batch later). e is filled on failure. */
 typedef int (*svc_handler_fn)(db_conn_t *db, const svc_msg_t *m, void *app, err_t *e);
 
+/* type MSG_NONE makes a catch-all route: it receives every valid message no other route takes
+ * (the audit log uses it). */
 typedef struct svc_route {
     msg_type_t type;
     svc_handler_fn fn;

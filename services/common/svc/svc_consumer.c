@@ -113,10 +113,14 @@ static void decode_item(item_t *it, const char *app_id)
 
 static const svc_route_t *find_route(const svc_consumer_def_t *def, msg_type_t type)
 {
-    for (size_t i = 0; i < def->n_routes; i++)
+    const svc_route_t *fallback = NULL;
+    for (size_t i = 0; i < def->n_routes; i++) {
         if (def->routes[i].type == type)
             return &def->routes[i];
-    return NULL;
+        if (def->routes[i].type == MSG_NONE)
+            fallback = &def->routes[i];
+    }
+    return fallback;
 }
 
 /* One attempt at the batch. Returns 0 when committed, ERR_INVALID when a handler declared a
@@ -153,6 +157,8 @@ static int run_batch(consumer_t *c, item_t *items, size_t n, size_t *ok, size_t 
             .trace = &it->trace,
             .log = &it->log,
             .queue = c->def->queue,
+            .exchange = it->d->exchange,
+            .routing_key = it->d->routing_key,
             .redelivered = it->d->redelivered,
         };
         err_t he;
