@@ -18,6 +18,10 @@ import time
 import uuid
 from datetime import datetime, timedelta, timezone
 
+import signal
+import socket
+import subprocess
+
 import pika
 import psycopg2
 import pytest
@@ -26,22 +30,27 @@ from nacl import public as nacl_public
 import db as dbh
 import httpc
 from amqp import Broker
-from petstore_env import need
+from petstore_env import binary, need
 from wait import wait_until
 
 REPLY_TIMEOUT_S = 20.0
 
 
-def public_key():
-    """PAYMENT_PUBLIC_KEY from the environment, else from the instance's secrets.env."""
-    value = os.environ.get("PAYMENT_PUBLIC_KEY")
+def secret(name):
+    """name from the environment, else from the instance's $PETSTORE_HOME/secrets.env, else
+    None."""
+    value = os.environ.get(name)
     path = os.path.join(os.environ.get("PETSTORE_HOME", ""), "secrets.env")
     if not value and os.path.exists(path):
         with open(path) as f:
             for line in f:
-                if line.startswith("export PAYMENT_PUBLIC_KEY="):
+                if line.startswith(f"export {name}="):
                     value = line.split("=", 1)[1].strip().strip("'\"")
-    return value or need("PAYMENT_PUBLIC_KEY")
+    return value
+
+
+def public_key():
+    return secret("PAYMENT_PUBLIC_KEY") or need("PAYMENT_PUBLIC_KEY")
 
 
 # ---------------------------------------------------------------- cards
@@ -435,3 +444,116 @@ def test_a_poison_command_is_dead_lettered(payment, db, case, failure_class):
     assert headers.get("x-petstore-failure-class") == failure_class
     assert ledger(db, order) == []
     assert payment.replies(order) == []
+
+
+# ---------------------------------------------------------------- competing instances
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def second_instance(tmp_path):
+    """A second payment process on the same database and queue (competing consumers)."""
+    keys = {n: secret(n) for n in ("PAYMENT_SECRET_KEY", "PAYMENT_PUBLIC_KEY", "CARD_HASH_KEY")}
+    if not all(keys.values()):
+        pytest.skip("the payment keys are not available (no secrets.env in PETSTORE_HOME)")
+    port = _free_port()
+    env = dict(os.environ, **keys, DATABASE_URL=need("PAYMENT_DATABASE_URL"),
+               AMQP_URL=os.environ.get("PAYMENT_AMQP_URL") or need("AMQP_URL"),
+               HTTP_PORT=str(port), HTTP_ADDR="127.0.0.1", LOG_LEVEL="info")
+    log = open(tmp_path / "payment-2.log", "w")
+    proc = subprocess.Popen([binary("services/payment/payment")], env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
+    try:
+        def ready_or_exited():
+            if proc.poll() is not None:
+                return True
+            try:
+                return httpc.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status == 200
+            except OSError:
+                return False  # not listening yet
+
+        wait_until(ready_or_exited, timeout=30, what="the second payment instance to be ready")
+        assert proc.poll() is None, (tmp_path / "payment-2.log").read_text()[-2000:]
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                status = proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                status = proc.wait()
+            assert status == 0, (tmp_path / "payment-2.log").read_text()[-2000:]
+        log.close()
+
+
+def test_competing_instances_never_both_charge_and_void_an_order(admin, payment, db,
+                                                                 second_instance):
+    """Charge and refund-or-void of one order, sent back to back in either order, land on two
+    consumers at once: the outcome is always charge+refund or void (the charge then declined
+    ORDER_CLOSED), and every balance matches its ledger."""
+    cards = [card_with(admin, 1_000_000) for _ in range(4)]
+    sealed = {number: payment.seal(number) for number, _ in cards}
+    orders = []
+    for i in range(300):
+        order = str(uuid.uuid4())
+        number, _ = cards[i % len(cards)]
+        orders.append(order)
+        if i % 2:
+            payment.charge(order, number, 100, sealed=sealed[number])
+            payment.refund_or_void(order)
+        else:
+            payment.refund_or_void(order)
+            payment.charge(order, number, 100, sealed=sealed[number])
+    wait_until(lambda: dbh.value(db, "SELECT count(*) FROM outbox WHERE correlation_id = ANY(%s)",
+                                 orders) >= 2 * len(orders),
+               timeout=120, interval=0.1, what="both answers for every order")
+    outcomes = {tuple(r["kinds"]) for r in dbh.rows(
+        db, "SELECT array_agg(kind ORDER BY id) AS kinds FROM ledger "
+            "WHERE order_id = ANY(%s::uuid[]) GROUP BY order_id", orders)}
+    assert outcomes <= {("charge", "refund"), ("void",)}, outcomes
+    for number, card in cards:
+        moved = dbh.value(db, "SELECT coalesce(sum(CASE kind WHEN 'charge' THEN amount_cents "
+                              "WHEN 'refund' THEN -amount_cents ELSE 0 END), 0) "
+                              "FROM ledger WHERE card_id = %s", card)
+        assert moved == 0
+        assert admin.balance(card) == 1_000_000
+
+
+# ---------------------------------------------------------------- command line
+
+def _generate_keys():
+    out = subprocess.run([binary("services/payment/payment"), "--generate-keys"],
+                         capture_output=True, text=True, timeout=30, check=True).stdout
+    keys = {}
+    for line in out.splitlines():
+        assert line.startswith("export ") and "=" in line, line
+        name, value = line[len("export "):].split("=", 1)
+        keys[name] = value
+    return keys
+
+
+def test_generate_keys_prints_a_matching_key_pair_and_a_hash_key():
+    keys = _generate_keys()
+    assert sorted(keys) == ["CARD_HASH_KEY", "PAYMENT_PUBLIC_KEY", "PAYMENT_SECRET_KEY"]
+    secret_key = nacl_public.PrivateKey(base64.b64decode(keys["PAYMENT_SECRET_KEY"], validate=True))
+    assert bytes(secret_key.public_key) == base64.b64decode(keys["PAYMENT_PUBLIC_KEY"])
+    assert len(base64.b64decode(keys["CARD_HASH_KEY"], validate=True)) == 32
+    assert _generate_keys() != keys
+
+
+def test_a_public_key_of_another_pair_stops_the_daemon_with_exit_78():
+    keys, other = _generate_keys(), _generate_keys()
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **keys,
+           "PAYMENT_PUBLIC_KEY": other["PAYMENT_PUBLIC_KEY"], "DATABASE_URL": "host=127.0.0.1",
+           "AMQP_URL": "amqp://u:p@127.0.0.1:1/x", "HTTP_PORT": "1"}
+    run = subprocess.run([binary("services/payment/payment")], env=env, capture_output=True,
+                         text=True, timeout=30)
+    assert run.returncode == 78
+    assert "PAYMENT_PUBLIC_KEY does not belong to PAYMENT_SECRET_KEY" in run.stderr
+    for value in keys.values():
+        assert value not in run.stderr + run.stdout
