@@ -362,7 +362,8 @@ int payment_handle_refund_or_void(db_conn_t *db, const svc_msg_t *m, void *app_v
 {
     payment_app_t *app = app_v;
     const char *order_id = json_string_value(json_object_get(m->payload, "order_id"));
-    db_result_t *res = NULL;
+    db_result_t *res = NULL;     /* the ledger as read; l borrows from it */
+    db_result_t *written = NULL; /* the refund's insert */
     order_ledger_t l;
     int rc;
 
@@ -393,9 +394,15 @@ int payment_handle_refund_or_void(db_conn_t *db, const svc_msg_t *m, void *app_v
     if (l.pay_kind != NULL && strcmp(l.pay_kind, "charge") == 0) {
         const char *params[] = {order_id,  l.pay_card_id, l.pay_amount,
                                 l.pay_last4, l.pay_id,    m->env->message_id};
-        rc = db_exec(db, &refund_stmt, params, NULL, e);
+        rc = db_exec(db, &refund_stmt, params, &written, e);
         if (rc != 0) {
             rc = db_fail(rc, e);
+            goto out;
+        }
+        if (db_cmd_tuples(written) != 1) {
+            /* The card of a charge cannot vanish (foreign key): refuse to announce a refund
+             * that was not written, and keep retrying where an operator will see it. */
+            rc = err_set(e, ERR_INTERNAL, "refund of order %s not recorded", order_id);
             goto out;
         }
         rc = emit_refunded(db, m, order_id, strtoll(l.pay_amount, NULL, 10), e);
@@ -424,6 +431,7 @@ int payment_handle_refund_or_void(db_conn_t *db, const svc_msg_t *m, void *app_v
     log_info(m->log, "payment.voided",
              json_pack("{s:s?}", "after", l.pay_kind != NULL ? l.pay_reason : NULL));
 out:
+    db_result_free(written);
     db_result_free(res);
     return rc;
 }
