@@ -88,8 +88,7 @@ static void respond_db_error(http_request_t *req, const log_ctx_t *ctx, const er
 static void invalid(http_request_t *req, const char *field, const char *detail)
 {
     http_respond_problem(req, 422, "validation-failed", "Unprocessable Content", detail,
-                         json_pack("{s:[{s:s,s:s}]}", "errors", "field", field, "detail",
-                                   detail));
+                         json_pack("{s:[{s:s,s:s}]}", "errors", "field", field, "detail", detail));
 }
 
 static void hex_encode(const unsigned char *bin, size_t len, char *out)
@@ -122,14 +121,14 @@ static int create_card(http_request_t *req, void *svc)
     const json_t *balance_j = json_object_get(body, "balance_cents");
     const char *number = json_string_value(number_j);
     if (number == NULL || card_number_check(number) != 0) {
-        invalid(req, "card_number", "card_number must be a string of 12 to 19 digits that "
-                                    "passes the Luhn check");
+        invalid(req, "card_number",
+                "card_number must be a string of 12 to 19 digits that "
+                "passes the Luhn check");
         goto out;
     }
     if (!json_is_integer(balance_j) || json_integer_value(balance_j) < 0 ||
         json_integer_value(balance_j) > ADMIN_MAX_BALANCE) {
-        invalid(req, "balance_cents",
-                "balance_cents must be an integer from 0 to 1000000000000");
+        invalid(req, "balance_cents", "balance_cents must be an integer from 0 to 1000000000000");
         goto out;
     }
 
@@ -205,9 +204,8 @@ static int get_card(http_request_t *req, void *svc)
                       json_pack("{s:s,s:s,s:I,s:I,s:s,s:s}", "id", db_value(res, 0, 0), "last4",
                                 db_value(res, 0, 1), "balance_cents",
                                 (json_int_t)strtoll(db_value(res, 0, 2), NULL, 10), "version",
-                                (json_int_t)strtoll(db_value(res, 0, 3), NULL, 10),
-                                "created_at", db_value(res, 0, 4), "updated_at",
-                                db_value(res, 0, 5)));
+                                (json_int_t)strtoll(db_value(res, 0, 3), NULL, 10), "created_at",
+                                db_value(res, 0, 4), "updated_at", db_value(res, 0, 5)));
 out:
     db_result_free(res);
     return 0;
@@ -217,4 +215,5 @@ const http_route_t payment_admin_routes[] = {
     {"POST", "/v1/cards", create_card},
     {"GET", "/v1/cards/{id}", get_card},
 };
-const size_t payment_n_admin_routes = sizeof(payment_admin_routes) / sizeof(payment_admin_routes[0]);
+const size_t payment_n_admin_routes =
+    sizeof(payment_admin_routes) / sizeof(payment_admin_routes[0]);

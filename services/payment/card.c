@@ -7,10 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-int card_init(void)
-{
-    return sodium_init() < 0 ? ERR_INTERNAL : 0;
-}
+int card_init(void) { return sodium_init() < 0 ? ERR_INTERNAL : 0; }
 
 int card_syntax_ok(const char *number)
 {

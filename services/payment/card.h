@@ -61,8 +61,8 @@ void card_hash(const card_keys_t *keys, const char *number, unsigned char out[CA
  * it). Returns 0, or ERR_INVALID when the text is not base64, the box does not open with these
  * keys (wrong key, tampered, truncated) or the plaintext is empty, longer than 19 bytes or holds
  * a NUL byte. It does not check that the plaintext is a card number: see card_number_check. */
-int card_open(const card_keys_t *keys, const char *sealed_b64, char number[CARD_NUMBER_SIZE])
-    PETSTORE_NODISCARD;
+int card_open(const card_keys_t *keys, const char *sealed_b64,
+              char number[CARD_NUMBER_SIZE]) PETSTORE_NODISCARD;
 
 /* Fills keys with a fresh key pair and hash key. Returns 0 or ERR_INTERNAL. */
 int card_keys_generate(card_keys_t *keys) PETSTORE_NODISCARD;

@@ -163,8 +163,8 @@ static int db_fail(int rc, err_t *e)
     return rc;
 }
 
-static int emit_charged(db_conn_t *db, const svc_msg_t *m, const char *order_id,
-                        json_int_t amount, const char *last4, err_t *e)
+static int emit_charged(db_conn_t *db, const svc_msg_t *m, const char *order_id, json_int_t amount,
+                        const char *last4, err_t *e)
 {
     svc_cause_t cause = svc_cause_of("payment", m);
     json_t *p = json_pack("{s:s,s:I,s:s}", "order_id", order_id, "amount_cents", amount,
@@ -188,8 +188,8 @@ static int emit_declined(db_conn_t *db, const svc_msg_t *m, const char *order_id
     return rc;
 }
 
-static int emit_refunded(db_conn_t *db, const svc_msg_t *m, const char *order_id,
-                         json_int_t amount, err_t *e)
+static int emit_refunded(db_conn_t *db, const svc_msg_t *m, const char *order_id, json_int_t amount,
+                         err_t *e)
 {
     svc_cause_t cause = svc_cause_of("payment", m);
     json_t *p = json_pack("{s:s,s:I}", "order_id", order_id, "amount_cents", amount);
@@ -216,7 +216,10 @@ static int decline(db_conn_t *db, const svc_msg_t *m, payment_app_t *app, const 
                    const char *card_id, const char *amount, payment_decline_t reason,
                    const char *last4, err_t *e)
 {
-    const char *params[] = {order_id, card_id, amount, payment_decline_name(reason),
+    const char *params[] = {order_id,
+                            card_id,
+                            amount,
+                            payment_decline_name(reason),
                             last4 != NULL && last4[0] != '\0' ? last4 : NULL,
                             m->env->message_id};
     int rc = db_exec(db, &decline_stmt, params, NULL, e);
@@ -341,8 +344,8 @@ int payment_handle_charge(db_conn_t *db, const svc_msg_t *m, void *app_v, err_t 
         goto out;
     }
     if (strcmp(db_value(res, 0, 2), "1") != 0) {
-        rc = decline(db, m, app, order_id, card_id, amount_text, PAYMENT_INSUFFICIENT_FUNDS,
-                     last4, e);
+        rc = decline(db, m, app, order_id, card_id, amount_text, PAYMENT_INSUFFICIENT_FUNDS, last4,
+                     e);
         goto out;
     }
     rc = emit_charged(db, m, order_id, amount, last4, e);
@@ -376,9 +379,9 @@ int payment_handle_refund_or_void(db_conn_t *db, const svc_msg_t *m, void *app_v
     read_ledger(res, 1, &l);
 
     if (l.close_kind != NULL) {
-        log_info(m->log, "payment.refund_or_void_repeated",
-                 json_pack("{s:s,s:s}", "decision", l.close_kind, "message_id",
-                           m->env->message_id));
+        log_info(
+            m->log, "payment.refund_or_void_repeated",
+            json_pack("{s:s,s:s}", "decision", l.close_kind, "message_id", m->env->message_id));
         if (strcmp(l.close_kind, "refund") == 0) {
             rc = emit_refunded(db, m, order_id, strtoll(l.close_amount, NULL, 10), e);
             if (rc == 0)
@@ -392,8 +395,8 @@ int payment_handle_refund_or_void(db_conn_t *db, const svc_msg_t *m, void *app_v
     }
 
     if (l.pay_kind != NULL && strcmp(l.pay_kind, "charge") == 0) {
-        const char *params[] = {order_id,  l.pay_card_id, l.pay_amount,
-                                l.pay_last4, l.pay_id,    m->env->message_id};
+        const char *params[] = {order_id,    l.pay_card_id, l.pay_amount,
+                                l.pay_last4, l.pay_id,      m->env->message_id};
         rc = db_exec(db, &refund_stmt, params, &written, e);
         if (rc != 0) {
             rc = db_fail(rc, e);
@@ -411,8 +414,8 @@ int payment_handle_refund_or_void(db_conn_t *db, const svc_msg_t *m, void *app_v
         metrics_counter_add(app->m_refunded, 1);
         log_info(m->log, "payment.refunded",
                  json_pack("{s:I,s:s?,s:s}", "amount_cents",
-                           (json_int_t)strtoll(l.pay_amount, NULL, 10), "card_last4",
-                           l.pay_last4, "card_id", l.pay_card_id));
+                           (json_int_t)strtoll(l.pay_amount, NULL, 10), "card_last4", l.pay_last4,
+                           "card_id", l.pay_card_id));
         goto out;
     }
 

@@ -19,11 +19,20 @@
 #define EXIT_CONFIG 78
 
 static const cfg_var_t payment_vars[] = {
-    {.name = "PAYMENT_SECRET_KEY", .kind = CFG_STRING, .required = 1, .secret = 1,
+    {.name = "PAYMENT_SECRET_KEY",
+     .kind = CFG_STRING,
+     .required = 1,
+     .secret = 1,
      .help = "base64 crypto_box secret key that opens sealed card numbers"},
-    {.name = "PAYMENT_PUBLIC_KEY", .kind = CFG_STRING, .required = 1, .secret = 1,
+    {.name = "PAYMENT_PUBLIC_KEY",
+     .kind = CFG_STRING,
+     .required = 1,
+     .secret = 1,
      .help = "base64 crypto_box public key of PAYMENT_SECRET_KEY (the front door seals with it)"},
-    {.name = "CARD_HASH_KEY", .kind = CFG_STRING, .required = 1, .secret = 1,
+    {.name = "CARD_HASH_KEY",
+     .kind = CFG_STRING,
+     .required = 1,
+     .secret = 1,
      .help = "base64 32-byte key of the card lookup hash"},
 };
 
@@ -51,8 +60,9 @@ int payment_app_new(svc_t *svc, void **out, err_t *e)
         payment_app_free(app);
         return err_set(e, ERR_NOMEM, "out of memory for the keys");
     }
-    int rc = card_keys_decode(cfg_str(cfg, "PAYMENT_SECRET_KEY"), cfg_str(cfg, "PAYMENT_PUBLIC_KEY"),
-                              cfg_str(cfg, "CARD_HASH_KEY"), app->keys, e);
+    int rc =
+        card_keys_decode(cfg_str(cfg, "PAYMENT_SECRET_KEY"), cfg_str(cfg, "PAYMENT_PUBLIC_KEY"),
+                         cfg_str(cfg, "CARD_HASH_KEY"), app->keys, e);
     if (rc != 0) {
         payment_app_free(app);
         return rc;
@@ -68,9 +78,9 @@ int payment_app_new(svc_t *svc, void **out, err_t *e)
         log_warn(NULL, "admin.disabled", json_pack("{s:s}", "why", "ADMIN_TOKEN is not set"));
     }
 
-    app->m_charged = metrics_counter("petstore_payment_charges_total",
-                                     "Charge commands answered, by outcome",
-                                     "outcome=\"charged\",reason=\"\"");
+    app->m_charged =
+        metrics_counter("petstore_payment_charges_total", "Charge commands answered, by outcome",
+                        "outcome=\"charged\",reason=\"\"");
     for (int r = 0; r < PAYMENT_DECLINE_COUNT; r++) {
         char labels[80];
         snprintf(labels, sizeof(labels), "outcome=\"declined\",reason=\"%s\"",
@@ -78,12 +88,12 @@ int payment_app_new(svc_t *svc, void **out, err_t *e)
         app->m_declined[r] = metrics_counter("petstore_payment_charges_total",
                                              "Charge commands answered, by outcome", labels);
     }
-    app->m_refunded = metrics_counter("petstore_payment_compensations_total",
-                                      "Refund-or-void commands answered, by outcome",
-                                      "outcome=\"refunded\"");
-    app->m_voided = metrics_counter("petstore_payment_compensations_total",
-                                    "Refund-or-void commands answered, by outcome",
-                                    "outcome=\"voided\"");
+    app->m_refunded =
+        metrics_counter("petstore_payment_compensations_total",
+                        "Refund-or-void commands answered, by outcome", "outcome=\"refunded\"");
+    app->m_voided =
+        metrics_counter("petstore_payment_compensations_total",
+                        "Refund-or-void commands answered, by outcome", "outcome=\"voided\"");
     app->m_cards_created = metrics_counter("petstore_payment_cards_created_total",
                                            "Cards created through the admin API", NULL);
     *out = app;

@@ -24,9 +24,9 @@ typedef enum payment_decline {
 } payment_decline_t;
 
 typedef struct payment_app {
-    const svc_t *svc;                                  /* borrowed */
-    card_keys_t *keys;                                 /* sodium_malloc'd, read-only */
-    int admin_enabled;                                 /* 0 when ADMIN_TOKEN is unset */
+    const svc_t *svc;  /* borrowed */
+    card_keys_t *keys; /* sodium_malloc'd, read-only */
+    int admin_enabled; /* 0 when ADMIN_TOKEN is unset */
     unsigned char admin_token_hash[crypto_generichash_BYTES];
     metrics_counter_t *m_charged;
     metrics_counter_t *m_declined[PAYMENT_DECLINE_COUNT];

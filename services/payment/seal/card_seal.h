@@ -18,8 +18,9 @@
 #define CARD_NUMBER_MAX 19
 
 /* Size of the buffer card_seal writes: the base64 of the longest sealed number, plus NUL. */
-#define CARD_SEALED_B64_SIZE \
-    sodium_base64_ENCODED_LEN(CARD_NUMBER_MAX + crypto_box_SEALBYTES, sodium_base64_VARIANT_ORIGINAL)
+#define CARD_SEALED_B64_SIZE                                                                       \
+    sodium_base64_ENCODED_LEN(CARD_NUMBER_MAX + crypto_box_SEALBYTES,                              \
+                              sodium_base64_VARIANT_ORIGINAL)
 
 /* Seals number (borrowed, 12-19 ASCII digits, NUL-terminated) for the holder of the secret key
  * that belongs to pubkey (borrowed, crypto_box_PUBLICKEYBYTES bytes) and writes the standard

@@ -4,9 +4,9 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <cmocka.h>
-
 #include <string.h>
+
+#include <cmocka.h>
 
 #include "card.h"
 #include "card_seal.h"
@@ -24,8 +24,8 @@ static int setup(void **state)
 static void test_well_known_card_numbers_pass_the_luhn_check(void **state)
 {
     (void)state;
-    const char *valid[] = {"4111111111111111", "4242424242424242", "5555555555554444",
-                           "378282246310005",  "6011111111111117", "79927398713",
+    const char *valid[] = {"4111111111111111", "4242424242424242",   "5555555555554444",
+                           "378282246310005",  "6011111111111117",   "79927398713",
                            "123456789015",     "1234567890123456785"};
     for (size_t i = 0; i < sizeof(valid) / sizeof(valid[0]); i++)
         assert_true(card_luhn_ok(valid[i]));
@@ -82,7 +82,8 @@ static void test_numbers_with_anything_but_digits_are_rejected(void **state)
     assert_false(card_syntax_ok("411111111111111a"));
     assert_false(card_syntax_ok(" 4111111111111111"));
     assert_false(card_syntax_ok("4111111111111111\n"));
-    assert_false(card_syntax_ok("\xd9\xa4\xd9\xa1\xd9\xa1\xd9\xa1\xd9\xa1\xd9\xa1")); /* Arabic-Indic */
+    assert_false(
+        card_syntax_ok("\xd9\xa4\xd9\xa1\xd9\xa1\xd9\xa1\xd9\xa1\xd9\xa1")); /* Arabic-Indic */
     assert_int_equal(card_number_check("4111 1111 1111 1111"), ERR_INVALID);
 }
 
