@@ -149,16 +149,16 @@ static void read_ledger(db_result_t *res, int with_card, order_ledger_t *out)
     }
 }
 
-/* The database's verdict on a statement of ours, as the consumer loop needs it: a unique
- * violation means another transaction decided for the order first (possible only if the order
- * lock was bypassed); retrying the batch makes it read and repeat that decision. */
+/* The database's verdict on a statement of ours, as the consumer loop needs it:
+ *   - a unique violation means another transaction decided for the order first (possible only
+ *     if the order lock was bypassed): retrying the batch makes it read and repeat that decision;
+ *   - a data exception (22xxx, ERR_INVALID) can only come from a value of the message that
+ *     passed its contract yet is out of the database's range (a timestamp in year 0): that
+ *     message would fail forever, so it is poison and is dead-lettered with the reason. */
 static int db_fail(int rc, err_t *e)
 {
     if (rc == ERR_DUPLICATE || rc == ERR_CONFLICT)
         return err_set(e, ERR_RETRY, "concurrent decision for the order: %s",
-                       e != NULL ? e->msg : "");
-    if (rc == ERR_INVALID)
-        return err_set(e, ERR_INTERNAL, "statement rejected by the database: %s",
                        e != NULL ? e->msg : "");
     return rc;
 }

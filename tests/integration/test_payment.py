@@ -424,7 +424,8 @@ def _find_dead_letter(amqp_url, message_id):
 
 
 @pytest.mark.parametrize("case,failure_class", [("schema", "contract"), ("json", "contract"),
-                                                ("type", "unknown-type")])
+                                                ("type", "unknown-type"),
+                                                ("year-zero", "handler")])
 def test_a_poison_command_is_dead_lettered(payment, db, case, failure_class):
     order = str(uuid.uuid4())
     if case == "schema":
@@ -432,8 +433,13 @@ def test_a_poison_command_is_dead_lettered(payment, db, case, failure_class):
                               order)
     elif case == "json":
         mid = payment.publish("payment.charge.v1", None, order, body=b"{not json")
-    else:
+    elif case == "type":
         mid = payment.publish("payment.explode.v1", {"order_id": order}, order)
+    else:
+        # Passes the contract, but no database can hold the date: it would fail forever.
+        mid = payment.publish("payment.charge.v1", {
+            "order_id": order, "amount_cents": 100, "card_sealed": payment.seal("4111111111111111"),
+            "card_last4": "1111", "expires_at": "0000-01-01T00:00:00Z"}, order)
     deadline = time.monotonic() + REPLY_TIMEOUT_S
     props = None
     while props is None:
