@@ -44,13 +44,13 @@ int log_enabled(log_level_t level)
     return (int)level >= atomic_load(&log_min);
 }
 
-/* Keys whose values are secrets whatever they contain. */
+/* Keys whose values are secrets whatever they contain: any key containing one of `words`, or
+ * exactly one of `exact` (short words that occur inside harmless keys such as card_id). */
 static int secret_key(const char *key)
 {
     static const char *const words[] = {"password", "passwd", "secret", "token", "authorization",
-                                        "card_number", "card", "pan", "cvv", "cookie"};
-    if (strcmp(key, "card_last4") == 0 || strcmp(key, "last4") == 0)
-        return 0;
+                                        "cookie", "card_number", "cardnumber", "cvv", "cvc"};
+    static const char *const exact[] = {"card", "pan", "number"};
     char lower[128];
     size_t n = strlen(key);
     if (n >= sizeof(lower))
@@ -58,14 +58,12 @@ static int secret_key(const char *key)
     for (size_t i = 0; i < n; i++)
         lower[i] = (char)tolower((unsigned char)key[i]);
     lower[n] = '\0';
-    if (strcmp(lower, "pan") == 0)
-        return 1;
-    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
-        if (strcmp(words[i], "pan") == 0)
-            continue; /* only the exact key: "pan" occurs inside ordinary words */
+    for (size_t i = 0; i < sizeof(exact) / sizeof(exact[0]); i++)
+        if (strcmp(lower, exact[i]) == 0)
+            return 1;
+    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
         if (strstr(lower, words[i]) != NULL)
             return 1;
-    }
     return 0;
 }
 

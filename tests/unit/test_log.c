@@ -56,10 +56,11 @@ static void test_secret_keys_are_redacted_at_any_depth(void **state)
 {
     (void)state;
     json_t *line = log_one(LOG_INFO, NULL, "m",
-                           json_pack("{s:s,s:s,s:{s:s,s:[{s:s}]},s:s,s:s}", "password", "hunter22",
+                           json_pack("{s:s,s:s,s:{s:s,s:[{s:s}]},s:s,s:s,s:s}", "password", "hunter22",
                                      "Authorization", "Bearer abc", "nested", "api_token", "t0k",
                                      "list", "card_number", "4111111111111111", "card_last4",
-                                     "1111", "username", "alice"));
+                                     "1111", "username", "alice", "card_id",
+                                     "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"));
     assert_string_equal(json_string_value(json_object_get(line, "password")), "[REDACTED]");
     assert_string_equal(json_string_value(json_object_get(line, "Authorization")), "[REDACTED]");
     json_t *nested = json_object_get(line, "nested");
@@ -67,6 +68,8 @@ static void test_secret_keys_are_redacted_at_any_depth(void **state)
     json_t *item = json_array_get(json_object_get(nested, "list"), 0);
     assert_string_equal(json_string_value(json_object_get(item, "card_number")), "[REDACTED]");
     assert_string_equal(json_string_value(json_object_get(line, "card_last4")), "1111");
+    assert_string_equal(json_string_value(json_object_get(line, "card_id")),
+                        "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b");
     assert_string_equal(json_string_value(json_object_get(line, "username")), "alice");
     json_decref(line);
 }

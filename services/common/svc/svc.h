@@ -10,7 +10,7 @@
  * close their connections; the HTTP server stops; the process exits 0.
  *
  * The consumer loop (svc_consumer_run) takes deliveries in batches and handles a whole batch in
- * ONE database transaction, each message under its own savepoint:
+ * ONE database transaction:
  *   - the message is decoded and validated against its contract; an unknown type, a body that
  *     breaks its schema or an invalid envelope is poison;
  *   - its id is recorded in the inbox (consumer, message_id); a duplicate is acknowledged and
@@ -54,8 +54,10 @@ typedef struct svc_msg {
     int redelivered;
 } svc_msg_t;
 
-/* Runs inside the batch transaction. Returns 0, ERR_INVALID (dead-letter this message) or any
- * other code (retry the batch later). e is filled on failure. */
+/* Runs inside the batch transaction (no savepoint of its own: on ERR_INVALID the whole batch is
+ * rolled back and run again without this message, so a handler must not depend on state outside
+ * the transaction). Returns 0, ERR_INVALID (dead-letter this message) or any other code (retry
+ * the batch later). e is filled on failure. */
 typedef int (*svc_handler_fn)(db_conn_t *db, const svc_msg_t *m, void *app, err_t *e);
 
 /* type MSG_NONE makes a catch-all route: it receives every valid message no other route takes
