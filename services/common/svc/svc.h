@@ -17,8 +17,9 @@
  *     skipped;
  *   - its handler runs and writes the effects and the outgoing messages (svc_emit) in the same
  *     transaction;
- *   - handler result 0 keeps the work; ERR_INVALID rolls back to the savepoint and dead-letters
- *     the message; any other error rolls the whole batch back and retries it after a backoff
+ *   - handler result 0 keeps the work; ERR_INVALID rolls the transaction back, marks the message
+ *     poison and runs the batch again without it (poison is rare: cheaper than a savepoint per
+ *     message); any other error rolls the whole batch back and retries it after a backoff
  *     without acknowledging anything, so a database outage burns no delivery attempts.
  * After COMMIT, poison messages are published to petstore.dlx (routing key = the queue, with
  * confirms and x-petstore-failure-* headers) and the batch is acknowledged with one multiple ack.
