@@ -1,0 +1,162 @@
+/* catalog: the pets customers browse, from the storefront's view of inventory's events, and the
+ * administrator's way to list a new pet (a command to inventory; the pet appears when inventory
+ * announces it). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "msg.h"
+#include "storefront.h"
+#include "uuid.h"
+
+static const db_stmt_t list_pets_stmt = {
+    .name = "sf_list_pets",
+    .sql = "SELECT id::text, name, species, price_cents, status FROM pets"
+           " WHERE ($1::text IS NULL OR species = $1) AND ($2::text IS NULL OR status = $2)"
+           "   AND ($3::uuid IS NULL OR id > $3::uuid)"
+           " ORDER BY id LIMIT $4::int",
+    .nparams = 4,
+};
+
+static const db_stmt_t get_pet_stmt = {
+    .name = "sf_get_pet",
+    .sql = "SELECT id::text, name, species, price_cents, status FROM pets WHERE id = $1::uuid",
+    .nparams = 1,
+};
+
+static json_t *pet_json(db_result_t *res, int row)
+{
+    return json_pack("{s:s,s:s,s:s,s:I,s:s}", "id", db_value(res, row, 0), "name",
+                     db_value(res, row, 1), "species", db_value(res, row, 2), "price_cents",
+                     (json_int_t)atoll(db_value(res, row, 3)), "status", db_value(res, row, 4));
+}
+
+int sf_get_pets(http_request_t *req, void *svc)
+{
+    (void)svc;
+    const char *species = http_query(req, "species");
+    const char *status = http_query(req, "status");
+    const char *after = http_query(req, "after");
+    const char *limit_s = http_query(req, "limit");
+    json_t *errors = json_array();
+    long limit = 20;
+    if (limit_s != NULL) {
+        char *end = NULL;
+        limit = strtol(limit_s, &end, 10);
+        if (end == limit_s || *end != '\0' || limit < 1 || limit > 100)
+            sf_error(errors, "limit", "an integer from 1 to 100");
+    }
+    if (status != NULL && strcmp(status, "available") != 0 && strcmp(status, "reserved") != 0 &&
+        strcmp(status, "sold") != 0)
+        sf_error(errors, "status", "one of available, reserved, sold");
+    if (after != NULL && !msg_is_uuid(after))
+        sf_error(errors, "after", "the next cursor of a previous page");
+    if (json_array_size(errors) > 0) {
+        sf_invalid(req, errors);
+        return 0;
+    }
+    json_decref(errors);
+    db_conn_t *db = NULL;
+    if (!sf_db(req, &db))
+        return 0;
+    char lim[8];
+    snprintf(lim, sizeof(lim), "%ld", limit);
+    const char *params[] = {species && *species ? species : NULL, status, after, lim};
+    db_result_t *res = NULL;
+    err_t e;
+    err_clear(&e);
+    if (db_exec(db, &list_pets_stmt, params, &res, &e) != 0) {
+        sf_db_error(req, &e);
+        return 0;
+    }
+    json_t *items = json_array();
+    for (int i = 0; i < db_rows(res); i++)
+        json_array_append_new(items, pet_json(res, i));
+    json_t *next = db_rows(res) == limit ? json_string(db_value(res, db_rows(res) - 1, 0))
+                                         : json_null();
+    db_result_free(res);
+    http_respond_json(req, 200, json_pack("{s:o,s:o}", "items", items, "next", next));
+    return 0;
+}
+
+int sf_get_pet(http_request_t *req, void *svc)
+{
+    (void)svc;
+    const char *id = http_param(req, "id");
+    db_conn_t *db = NULL;
+    if (!msg_is_uuid(id)) {
+        http_respond_problem(req, 404, "not-found", "Not Found", "no such pet", NULL);
+        return 0;
+    }
+    if (!sf_db(req, &db))
+        return 0;
+    const char *params[] = {id};
+    db_result_t *res = NULL;
+    err_t e;
+    err_clear(&e);
+    if (db_exec(db, &get_pet_stmt, params, &res, &e) != 0) {
+        sf_db_error(req, &e);
+        return 0;
+    }
+    if (db_rows(res) == 1)
+        http_respond_json(req, 200, pet_json(res, 0));
+    else
+        http_respond_problem(req, 404, "not-found", "Not Found", "no such pet", NULL);
+    db_result_free(res);
+    return 0;
+}
+
+int sf_post_pets(http_request_t *req, void *svc)
+{
+    (void)svc;
+    json_t *body = NULL;
+    db_conn_t *db = NULL;
+    if (!sf_admin(req) || http_read_json_object(req, &body) != 0)
+        return 0;
+    const char *name = json_string_value(json_object_get(body, "name"));
+    const char *species = json_string_value(json_object_get(body, "species"));
+    const json_t *price = json_object_get(body, "price_cents");
+    json_t *errors = json_array();
+    if (name == NULL || strlen(name) < 1 || strlen(name) > 100)
+        sf_error(errors, "name", "a string of 1 to 100 characters");
+    if (species == NULL || strlen(species) < 1 || strlen(species) > 50)
+        sf_error(errors, "species", "a string of 1 to 50 characters");
+    if (!json_is_integer(price) || json_integer_value(price) < 0 ||
+        json_integer_value(price) > 100000000)
+        sf_error(errors, "price_cents", "an integer number of cents from 0 to 100000000");
+    if (json_array_size(errors) > 0) {
+        sf_invalid(req, errors);
+        json_decref(body);
+        return 0;
+    }
+    json_decref(errors);
+    if (!sf_db(req, &db)) {
+        json_decref(body);
+        return 0;
+    }
+    char id[UUID_STR_LEN];
+    uuid_v7(id);
+    json_t *cmd = json_pack("{s:s,s:s,s:s,s:O}", "pet_id", id, "name", name, "species", species,
+                            "price_cents", price);
+    svc_cause_t cause = {.app_id = "storefront", .correlation_id = id, .trace = http_trace(req)};
+    err_t e;
+    err_clear(&e);
+    int rc = db_begin(db, &e);
+    if (rc == 0)
+        rc = svc_emit(db, &cause, MSG_INVENTORY_LIST_PET_V1, cmd, &e);
+    if (rc == 0)
+        rc = db_commit(db, &e);
+    else
+        db_rollback(db);
+    json_decref(cmd);
+    json_decref(body);
+    if (rc != 0) {
+        sf_db_error(req, &e);
+        return 0;
+    }
+    char location[64];
+    snprintf(location, sizeof(location), "/v1/pets/%s", id);
+    http_add_header(req, "Location", location);
+    http_respond_json(req, 202, json_pack("{s:s,s:s}", "id", id, "status", "pending"));
+    return 0;
+}

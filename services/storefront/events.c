@@ -1,0 +1,75 @@
+/* events: the storefront's read models, kept from other services' events. Every update applies
+ * only a newer version, so redelivered, duplicated or reordered events never move a model back. */
+#include <stdio.h>
+#include <string.h>
+
+#include "storefront.h"
+
+static const db_stmt_t order_status_stmt = {
+    .name = "sf_order_status",
+    .sql = "WITH o AS (UPDATE orders SET status = $2, reason = $3, version = $4::int,"
+           "  updated_at = coalesce($5::timestamptz, now())"
+           "  WHERE id = $1::uuid AND version < $4::int RETURNING id) "
+           "INSERT INTO order_history (order_id, version, status, reason, at)"
+           " SELECT id, $4::int, $2, $3, coalesce($5::timestamptz, now()) FROM o"
+           " ON CONFLICT DO NOTHING",
+    .nparams = 5,
+};
+
+static const db_stmt_t pet_listed_stmt = {
+    .name = "sf_pet_listed",
+    .sql = "INSERT INTO pets (id, name, species, price_cents, status, version)"
+           " VALUES ($1::uuid, $2, $3, $4::bigint, $5, $6::int)"
+           " ON CONFLICT (id) DO UPDATE SET name = excluded.name, species = excluded.species,"
+           "  price_cents = excluded.price_cents, status = excluded.status,"
+           "  version = excluded.version, updated_at = now()"
+           " WHERE pets.version < excluded.version",
+    .nparams = 6,
+};
+
+static const db_stmt_t pet_status_stmt = {
+    .name = "sf_pet_status",
+    .sql = "UPDATE pets SET status = $2, version = $3::int, updated_at = now()"
+           " WHERE id = $1::uuid AND version < $3::int",
+    .nparams = 3,
+};
+
+static const char *s(const svc_msg_t *m, const char *key)
+{
+    return json_string_value(json_object_get(m->payload, key));
+}
+
+static void int_text(const svc_msg_t *m, const char *key, char *out, size_t n)
+{
+    snprintf(out, n, "%lld", (long long)json_integer_value(json_object_get(m->payload, key)));
+}
+
+int sf_on_order_status(db_conn_t *db, const svc_msg_t *m, void *app, err_t *e)
+{
+    (void)app;
+    char version[24];
+    int_text(m, "version", version, sizeof(version));
+    const char *params[] = {s(m, "order_id"), s(m, "status"), s(m, "reason"), version,
+                            s(m, "occurred_at")};
+    return db_exec(db, &order_status_stmt, params, NULL, e);
+}
+
+int sf_on_pet_listed(db_conn_t *db, const svc_msg_t *m, void *app, err_t *e)
+{
+    (void)app;
+    char price[24], version[24];
+    int_text(m, "price_cents", price, sizeof(price));
+    int_text(m, "version", version, sizeof(version));
+    const char *params[] = {s(m, "pet_id"), s(m, "name"), s(m, "species"), price,
+                            s(m, "status"), version};
+    return db_exec(db, &pet_listed_stmt, params, NULL, e);
+}
+
+int sf_on_pet_status(db_conn_t *db, const svc_msg_t *m, void *app, err_t *e)
+{
+    (void)app;
+    char version[24];
+    int_text(m, "version", version, sizeof(version));
+    const char *params[] = {s(m, "pet_id"), s(m, "status"), version};
+    return db_exec(db, &pet_status_stmt, params, NULL, e);
+}

@@ -1,0 +1,66 @@
+/* storefront: what the storefront daemon's files share (main.c wires them).
+ *
+ * One storefront_app_t per process, built in svc's init hook and read-only afterwards, so HTTP
+ * and consumer threads share it without locks. Handlers get their database connection from
+ * svc_thread_db (one per HTTP thread). */
+#ifndef PETSTORE_STOREFRONT_H
+#define PETSTORE_STOREFRONT_H
+
+#include <sodium.h>
+
+#include "svc.h"
+
+typedef struct storefront_app {
+    unsigned char payment_pk[crypto_box_PUBLICKEYBYTES]; /* seals card numbers */
+    int admin_enabled;
+    unsigned char admin_token_hash[crypto_generichash_BYTES];
+    int session_ttl_s;
+    char dummy_hash[crypto_pwhash_STRBYTES]; /* verified for unknown users: equal timing */
+} storefront_app_t;
+
+/* ---- web.c: request helpers shared by the routes ---- */
+
+/* A log context for the request (trace and span of its traceparent). */
+log_ctx_t sf_log_ctx(http_request_t *req);
+/* 1 with *db, or 0 after answering 503. */
+int sf_db(http_request_t *req, db_conn_t **db);
+/* The signed-in user's id into user_id (37 bytes), or 0 after answering 401 / 503. */
+int sf_user(http_request_t *req, db_conn_t *db, char *user_id);
+/* 1 if the request carries the admin token, or 0 after answering 401. */
+int sf_admin(http_request_t *req);
+/* Answers a database failure: 503 + Retry-After for ERR_RETRY, else 500. */
+void sf_db_error(http_request_t *req, const err_t *e);
+/* 422 with errors = [{field, detail}] (errors stolen). */
+void sf_invalid(http_request_t *req, json_t *errors);
+/* Appends {field, detail} to errors. */
+void sf_error(json_t *errors, const char *field, const char *detail);
+/* SQL fragment that renders a timestamptz column as RFC 3339 UTC with milliseconds. */
+#define SF_TIME(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+
+/* ---- routes ---- */
+int sf_post_users(http_request_t *req, void *svc);
+int sf_post_sessions(http_request_t *req, void *svc);
+int sf_delete_session(http_request_t *req, void *svc);
+int sf_get_pets(http_request_t *req, void *svc);
+int sf_get_pet(http_request_t *req, void *svc);
+int sf_post_pets(http_request_t *req, void *svc);
+int sf_post_orders(http_request_t *req, void *svc);
+int sf_get_orders(http_request_t *req, void *svc);
+int sf_get_order(http_request_t *req, void *svc);
+int sf_post_cancel(http_request_t *req, void *svc);
+
+/* ---- events.c: the read models ---- */
+int sf_on_order_status(db_conn_t *db, const svc_msg_t *m, void *app, err_t *e);
+int sf_on_pet_listed(db_conn_t *db, const svc_msg_t *m, void *app, err_t *e);
+int sf_on_pet_status(db_conn_t *db, const svc_msg_t *m, void *app, err_t *e);
+
+/* ---- validate.c: pure checks, unit-tested ---- */
+/* Card syntax: 12-19 ASCII digits. */
+int sf_card_syntax_ok(const char *number);
+/* Usernames: 3-32 of [a-z0-9_.-]. Passwords: 8-128 bytes. */
+int sf_username_ok(const char *name);
+int sf_password_ok(const char *password);
+/* pet_ids: an array of 1..20 distinct UUIDs; on failure writes why into detail. */
+int sf_pet_ids_ok(const json_t *ids, char *detail, size_t n);
+
+#endif

@@ -1,0 +1,59 @@
+/* validate: the storefront's pure input checks. */
+#include <stdio.h>
+#include <string.h>
+
+#include "msg.h"
+#include "storefront.h"
+
+int sf_card_syntax_ok(const char *number)
+{
+    size_t n = number != NULL ? strlen(number) : 0;
+    if (n < 12 || n > 19)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (number[i] < '0' || number[i] > '9')
+            return 0;
+    return 1;
+}
+
+int sf_username_ok(const char *name)
+{
+    size_t n = name != NULL ? strlen(name) : 0;
+    if (n < 3 || n > 32)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
+              c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+int sf_password_ok(const char *password)
+{
+    size_t n = password != NULL ? strlen(password) : 0;
+    return n >= 8 && n <= 128;
+}
+
+int sf_pet_ids_ok(const json_t *ids, char *detail, size_t n)
+{
+    if (!json_is_array(ids) || json_array_size(ids) < 1 || json_array_size(ids) > 20) {
+        snprintf(detail, n, "must be an array of 1 to 20 pet ids");
+        return 0;
+    }
+    for (size_t i = 0; i < json_array_size(ids); i++) {
+        const char *id = json_string_value(json_array_get(ids, i));
+        if (id == NULL || !msg_is_uuid(id)) {
+            snprintf(detail, n, "item %zu is not a pet id (a lower-case UUID)", i);
+            return 0;
+        }
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(id, json_string_value(json_array_get(ids, j))) == 0) {
+                snprintf(detail, n, "item %zu repeats item %zu", i, j);
+                return 0;
+            }
+        }
+    }
+    return 1;
+}
