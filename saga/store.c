@@ -1,0 +1,301 @@
+/* store: the saga's SQL. Every statement is prepared once per connection (db_stmt_t).
+ *
+ * The save statement is the heart of the saga's consistency. Its UPDATE carries the optimistic
+ * check (version = the version loaded); the step insert and the timer upsert or delete read the
+ * UPDATE's RETURNING rows, so they happen exactly when the UPDATE matched and never on their
+ * own. Under READ COMMITTED a concurrent writer of the same saga (the timer worker, another
+ * consumer) makes this UPDATE wait for its commit and then find the version moved on: zero rows,
+ * which the caller turns into a retry of its whole transaction. Timers are stored as deadlines
+ * computed by the database (now() + interval), so clocks of the daemon's hosts never matter. */
+#include "store.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TIME_FORMAT "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'"
+
+/* The columns every reading statement returns, in the order row_from_result expects. */
+#define SAGA_COLUMNS                                                                               \
+    "s.order_id, s.user_id, s.status, s.reason, s.pending, s.attempts, s.version,"                 \
+    " to_json(s.pet_ids)::text, s.total_cents, s.card_sealed, s.card_last4"
+#define SAGA_NCOLUMNS 11
+
+static const db_stmt_t create_stmt = {
+    .name = "saga_create",
+    .sql = "WITH s AS ("
+           "  INSERT INTO sagas (order_id, user_id, status, version, pet_ids, total_cents,"
+           "                     card_sealed, card_last4)"
+           "  SELECT $1::uuid, $2::uuid, 'PENDING', 1, array_agg(p.id::uuid ORDER BY p.n),"
+           "         $4::bigint, $5::text, $6::text"
+           "  FROM json_array_elements_text($3::json) WITH ORDINALITY AS p(id, n)"
+           "  ON CONFLICT (order_id) DO NOTHING"
+           "  RETURNING order_id) "
+           "INSERT INTO saga_steps (order_id, version, event, from_status, to_status, message_id,"
+           "                        why) "
+           "SELECT order_id, 1, 'created', NULL, 'PENDING', $7::uuid, 'order placed: saga created'"
+           " FROM s",
+    .nparams = 7,
+};
+
+static const db_stmt_t load_stmt = {
+    .name = "saga_load",
+    .sql = "SELECT " SAGA_COLUMNS " FROM sagas s WHERE s.order_id = $1::uuid",
+    .nparams = 1,
+};
+
+static const db_stmt_t save_stmt = {
+    .name = "saga_save",
+    .sql = "WITH u AS ("
+           "  UPDATE sagas SET status = $3::text, reason = $4::text, pending = $5::int,"
+           "         attempts = $6::int, version = version + 1, updated_at = now(),"
+           "         card_sealed = CASE WHEN $3::text IN ('COMPLETED', 'CANCELLED') THEN NULL"
+           "                            ELSE card_sealed END"
+           "  WHERE order_id = $1::uuid AND version = $2::int"
+           "  RETURNING order_id, version), "
+           "step AS ("
+           "  INSERT INTO saga_steps (order_id, version, event, from_status, to_status,"
+           "                          message_id, why)"
+           "  SELECT order_id, version, $7::text, $8::text, $3::text, $9::uuid, $10::text FROM u), "
+           "armed AS ("
+           "  INSERT INTO saga_timers (order_id, deadline, attempt)"
+           "  SELECT order_id, now() + make_interval(secs => $12::int / 1000.0), $6::int FROM u"
+           "  WHERE $11::text = 'set'"
+           "  ON CONFLICT (order_id) DO UPDATE"
+           "  SET deadline = excluded.deadline, attempt = excluded.attempt), "
+           "cleared AS ("
+           "  DELETE FROM saga_timers t USING u"
+           "  WHERE t.order_id = u.order_id AND $11::text = 'clear') "
+           "SELECT version,"
+           "  to_char(now() AT TIME ZONE 'UTC', " TIME_FORMAT "),"
+           "  to_char((now() + make_interval(secs => $13::int / 1000.0)) AT TIME ZONE 'UTC', "
+           TIME_FORMAT ") "
+           "FROM u",
+    .nparams = 13,
+};
+
+/* Due timers, oldest first. Locking the saga row too keeps the worker off sagas a consumer is
+ * changing right now (skipped, not waited for), and makes a consumer that comes second wait and
+ * then see the version moved on. */
+static const db_stmt_t claim_stmt = {
+    .name = "saga_claim_due",
+    .sql = "SELECT " SAGA_COLUMNS " "
+           "FROM saga_timers t JOIN sagas s ON s.order_id = t.order_id "
+           "WHERE t.deadline <= now() "
+           "ORDER BY t.deadline LIMIT $1::int "
+           "FOR UPDATE OF t, s SKIP LOCKED",
+    .nparams = 1,
+};
+
+static const db_stmt_t drop_timer_stmt = {
+    .name = "saga_drop_timer",
+    .sql = "DELETE FROM saga_timers WHERE order_id = $1::uuid",
+    .nparams = 1,
+};
+
+static const db_stmt_t postpone_timer_stmt = {
+    .name = "saga_postpone_timer",
+    .sql = "UPDATE saga_timers SET deadline = now() + make_interval(secs => $2::int / 1000.0) "
+           "WHERE order_id = $1::uuid",
+    .nparams = 2,
+};
+
+static const db_stmt_t count_parked_stmt = {
+    .name = "saga_count_parked",
+    .sql = "SELECT count(*) FROM sagas WHERE status = 'NEEDS_OPERATOR'",
+    .nparams = 0,
+};
+
+static int copy_fixed(char *dst, size_t n, const char *src)
+{
+    size_t len = strlen(src);
+    if (len >= n)
+        return -1;
+    memcpy(dst, src, len + 1);
+    return 0;
+}
+
+/* Fills out from row r of a result with SAGA_COLUMNS. */
+static int row_from_result(db_result_t *res, int r, saga_row_t *out, err_t *e)
+{
+    json_error_t je;
+    memset(out, 0, sizeof(*out));
+    const char *order_id = db_value(res, r, 0);
+    if (copy_fixed(out->order_id, sizeof(out->order_id), order_id) != 0 ||
+        copy_fixed(out->user_id, sizeof(out->user_id), db_value(res, r, 1)) != 0 ||
+        copy_fixed(out->card_last4, sizeof(out->card_last4), db_value(res, r, 10)) != 0)
+        return err_set(e, ERR_INTERNAL, "saga %s: malformed ids in the database", order_id);
+    if (saga_status_parse(db_value(res, r, 2), &out->state.status) != 0)
+        return err_set(e, ERR_INTERNAL, "saga %s: unknown status %s", order_id,
+                       db_value(res, r, 2));
+    out->state.reason = SAGA_REASON_NONE;
+    if (!db_is_null(res, r, 3) && saga_reason_parse(db_value(res, r, 3), &out->state.reason) != 0)
+        return err_set(e, ERR_INTERNAL, "saga %s: unknown reason %s", order_id,
+                       db_value(res, r, 3));
+    out->state.pending = (unsigned)strtoul(db_value(res, r, 4), NULL, 10);
+    out->state.attempts = atoi(db_value(res, r, 5));
+    out->version = atoi(db_value(res, r, 6));
+    out->total_cents = strtoll(db_value(res, r, 8), NULL, 10);
+    out->pet_ids = json_loads(db_value(res, r, 7), 0, &je);
+    if (out->pet_ids == NULL || !json_is_array(out->pet_ids)) {
+        saga_row_clear(out);
+        return err_set(e, ERR_INTERNAL, "saga %s: unreadable pet_ids", order_id);
+    }
+    if (!db_is_null(res, r, 9)) {
+        out->card_sealed = strdup(db_value(res, r, 9));
+        if (out->card_sealed == NULL) {
+            saga_row_clear(out);
+            return err_set(e, ERR_NOMEM, "out of memory loading saga %s", order_id);
+        }
+    }
+    return 0;
+}
+
+int saga_store_create(db_conn_t *db, const saga_row_t *row, const char *message_id,
+                      int *created, err_t *e)
+{
+    db_result_t *res = NULL;
+    char total[24];
+    char *pets = json_dumps(row->pet_ids, JSON_COMPACT);
+    if (pets == NULL)
+        return err_set(e, ERR_NOMEM, "out of memory saving saga %s", row->order_id);
+    snprintf(total, sizeof(total), "%lld", row->total_cents);
+    const char *params[] = {row->order_id, row->user_id, pets,      total,
+                            row->card_sealed, row->card_last4, message_id};
+    int rc = db_exec(db, &create_stmt, params, &res, e);
+    if (rc == 0)
+        *created = db_cmd_tuples(res) == 1;
+    db_result_free(res);
+    free(pets);
+    return rc;
+}
+
+int saga_store_load(db_conn_t *db, const char *order_id, saga_row_t *out, err_t *e)
+{
+    db_result_t *res = NULL;
+    if (!msg_is_uuid(order_id))
+        return err_set(e, ERR_INVALID, "order id is not a uuid");
+    const char *params[] = {order_id};
+    int rc = db_exec(db, &load_stmt, params, &res, e);
+    if (rc == 0 && db_rows(res) == 0)
+        rc = err_set(e, ERR_NOTFOUND, "no saga for order %s", order_id);
+    if (rc == 0)
+        rc = row_from_result(res, 0, out, e);
+    db_result_free(res);
+    return rc;
+}
+
+static const char *timer_word(saga_timer_action_t t)
+{
+    switch (t) {
+    case SAGA_TIMER_SET:
+        return "set";
+    case SAGA_TIMER_CLEAR:
+        return "clear";
+    case SAGA_TIMER_KEEP:
+        break;
+    }
+    return "keep";
+}
+
+int saga_store_save(db_conn_t *db, const saga_save_t *s, saga_saved_t *out, err_t *e)
+{
+    db_result_t *res = NULL;
+    char version[16], pending[16], attempts[16], timer_ms[16], expires_ms[16];
+    snprintf(version, sizeof(version), "%d", s->before->version);
+    snprintf(pending, sizeof(pending), "%u", s->next->pending);
+    snprintf(attempts, sizeof(attempts), "%d", s->next->attempts);
+    snprintf(timer_ms, sizeof(timer_ms), "%d", s->timer_ms);
+    snprintf(expires_ms, sizeof(expires_ms), "%d", s->expires_ms);
+    const char *params[] = {
+        s->before->order_id,
+        version,
+        saga_status_name(s->next->status),
+        saga_reason_name(s->next->reason), /* NULL: no reason */
+        pending,
+        attempts,
+        s->event,
+        saga_status_name(s->before->state.status),
+        s->message_id,
+        s->why,
+        timer_word(s->timer),
+        timer_ms,
+        expires_ms,
+    };
+    int rc = db_exec(db, &save_stmt, params, &res, e);
+    if (rc != 0)
+        goto out;
+    if (db_rows(res) != 1) {
+        rc = err_set(e, ERR_CONFLICT, "saga %s changed since version %d", s->before->order_id,
+                     s->before->version);
+        goto out;
+    }
+    out->version = atoi(db_value(res, 0, 0));
+    if (copy_fixed(out->now, sizeof(out->now), db_value(res, 0, 1)) != 0 ||
+        copy_fixed(out->expires_at, sizeof(out->expires_at), db_value(res, 0, 2)) != 0)
+        rc = err_set(e, ERR_INTERNAL, "unexpected time format from the database");
+out:
+    db_result_free(res);
+    return rc;
+}
+
+int saga_store_claim_due(db_conn_t *db, int limit, saga_row_t **rows, size_t *n, err_t *e)
+{
+    db_result_t *res = NULL;
+    saga_row_t *out = NULL;
+    size_t count = 0;
+    char lim[16];
+    snprintf(lim, sizeof(lim), "%d", limit);
+    const char *params[] = {lim};
+    int rc = db_exec(db, &claim_stmt, params, &res, e);
+    if (rc != 0)
+        goto out;
+    size_t total = (size_t)db_rows(res);
+    if (total > 0) {
+        out = calloc(total, sizeof(*out));
+        if (out == NULL) {
+            rc = err_set(e, ERR_NOMEM, "out of memory claiming %zu timers", total);
+            goto out;
+        }
+    }
+    for (; count < total; count++) {
+        rc = row_from_result(res, (int)count, &out[count], e);
+        if (rc != 0)
+            goto out;
+    }
+out:
+    db_result_free(res);
+    if (rc != 0) {
+        for (size_t i = 0; i < count; i++)
+            saga_row_clear(&out[i]);
+        free(out);
+        return rc;
+    }
+    *rows = out;
+    *n = count;
+    return 0;
+}
+
+int saga_store_drop_timer(db_conn_t *db, const char *order_id, err_t *e)
+{
+    const char *params[] = {order_id};
+    return db_exec(db, &drop_timer_stmt, params, NULL, e);
+}
+
+int saga_store_postpone_timer(db_conn_t *db, const char *order_id, int ms, err_t *e)
+{
+    char delay[16];
+    snprintf(delay, sizeof(delay), "%d", ms);
+    const char *params[] = {order_id, delay};
+    return db_exec(db, &postpone_timer_stmt, params, NULL, e);
+}
+
+int saga_store_count_parked(db_conn_t *db, long *out, err_t *e)
+{
+    db_result_t *res = NULL;
+    int rc = db_exec(db, &count_parked_stmt, NULL, &res, e);
+    if (rc == 0)
+        *out = strtol(db_value(res, 0, 0), NULL, 10);
+    db_result_free(res);
+    return rc;
+}
