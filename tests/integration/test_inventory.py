@@ -171,5 +171,5 @@ def test_poison_is_dead_lettered_with_its_failure_and_changes_nothing(inv):
         assert props.headers["x-petstore-original-queue"] == "inventory.commands"
         assert props.headers["x-petstore-error"]
     assert statuses(conn, pets) == {pets[0]: "available"}
-    wait_until(lambda: queue_info("inventory.commands")["messages"] == 0,
+    wait_until(lambda: queue_info("inventory.commands").get("messages") == 0,
                what="the work queue drained")
