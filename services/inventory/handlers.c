@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "db_array.h"
 #include "inventory.h"
 
 static const db_stmt_t reservation_stmt = {
@@ -87,41 +88,6 @@ static const char *str(const json_t *payload, const char *key)
     return json_string_value(json_object_get(payload, key));
 }
 
-/* {"a","b"} (PostgreSQL's text form of a uuid array) -> JSON array of strings. */
-static json_t *array_from_pg(const char *text)
-{
-    json_t *arr = json_array();
-    if (text == NULL || text[0] != '{')
-        return arr;
-    const char *p = text + 1;
-    while (*p != '\0' && *p != '}') {
-        size_t len = strcspn(p, ",}");
-        json_array_append_new(arr, json_stringn(p, len));
-        p += len;
-        if (*p == ',')
-            p++;
-    }
-    return arr;
-}
-
-/* JSON array of uuids -> {a,b} for a uuid[] parameter. Caller frees. */
-static char *array_to_pg(const json_t *ids)
-{
-    size_t n = json_array_size(ids);
-    char *s = malloc(n * 37 + 3);
-    if (s == NULL)
-        return NULL;
-    size_t len = 0;
-    s[len++] = '{';
-    for (size_t i = 0; i < n; i++) {
-        const char *id = json_string_value(json_array_get(ids, i));
-        len += (size_t)snprintf(s + len, 38, "%s%s", i ? "," : "", id ? id : "");
-    }
-    s[len++] = '}';
-    s[len] = '\0';
-    return s;
-}
-
 /* Announces a pet's new status (correlated by pet id, so one pet's events stay ordered). */
 static int emit_pet_status(db_conn_t *db, const svc_msg_t *m, const char *pet_id,
                            const char *version, const char *status, const char *order_id,
@@ -179,7 +145,7 @@ static int load_reservation(db_conn_t *db, const char *order_id, char *status, s
     if (db_rows(res) == 1) {
         snprintf(status, n, "%s", db_value(res, 0, 0));
         json_decref(*pets);
-        *pets = array_from_pg(db_value(res, 0, 1));
+        *pets = db_array_to_json(db_value(res, 0, 1));
     }
     db_result_free(res);
     return 0;
@@ -210,7 +176,7 @@ int inventory_handle_reserve(db_conn_t *db, const svc_msg_t *m, void *app, err_t
     }
     json_decref(pets);
 
-    wanted_pg = array_to_pg(wanted);
+    wanted_pg = db_array_from_json(wanted);
     if (wanted_pg == NULL)
         return err_set(e, ERR_NOMEM, "out of memory");
     const char *lock_params[] = {wanted_pg};

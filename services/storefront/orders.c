@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "card_seal.h"
+#include "db_array.h"
 #include "msg.h"
 #include "storefront.h"
 #include "uuid.h"
@@ -82,42 +83,13 @@ static const db_stmt_t lock_order_stmt = {
     .nparams = 2,
 };
 
-/* {"a","b"} -> JSON array of strings. */
-static json_t *pg_array(const char *text)
-{
-    json_t *arr = json_array();
-    if (text == NULL || text[0] != '{')
-        return arr;
-    for (const char *p = text + 1; *p != '\0' && *p != '}';) {
-        size_t len = strcspn(p, ",}");
-        json_array_append_new(arr, json_stringn(p, len));
-        p += len + (p[len] == ',');
-    }
-    return arr;
-}
-
-static char *pg_uuid_array(const json_t *ids)
-{
-    size_t n = json_array_size(ids), len = 0;
-    char *s = malloc(n * 37 + 3);
-    if (s == NULL)
-        return NULL;
-    s[len++] = '{';
-    for (size_t i = 0; i < n; i++)
-        len += (size_t)snprintf(s + len, 38, "%s%s", i ? "," : "",
-                                json_string_value(json_array_get(ids, i)));
-    s[len++] = '}';
-    s[len] = '\0';
-    return s;
-}
-
 static json_t *order_json(db_result_t *res, int row)
 {
     json_t *o = json_pack("{s:s,s:s,s:o,s:I,s:o,s:s,s:s,s:s}", "id", db_value(res, row, 0),
                           "status", db_value(res, row, 1), "reason",
                           db_is_null(res, row, 2) ? json_null() : json_string(db_value(res, row, 2)),
                           "total_cents", (json_int_t)atoll(db_value(res, row, 3)), "pet_ids",
-                          pg_array(db_value(res, row, 4)), "card_last4", db_value(res, row, 5),
+                          db_array_to_json(db_value(res, row, 4)), "card_last4", db_value(res, row, 5),
                           "created_at", db_value(res, row, 6), "updated_at", db_value(res, row, 7));
     if (o != NULL && !db_is_null(res, row, 8)) {
         json_t *history = json_loads(db_value(res, row, 8), 0, NULL);
@@ -234,7 +206,7 @@ int sf_post_orders(http_request_t *req, void *svc)
         goto out;
     }
 
-    pets_pg = pg_uuid_array(pet_ids);
+    pets_pg = db_array_from_json(pet_ids);
     const char *pp[] = {pets_pg};
     if (pets_pg == NULL || db_exec(db, &price_pets_stmt, pp, &res, &e) != 0)
         goto db_fail;

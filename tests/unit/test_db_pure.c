@@ -4,10 +4,12 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include <cmocka.h>
 
 #include "db.h"
+#include "db_array.h"
 #include "outbox.h"
 
 static void test_sqlstates_map_to_what_the_caller_should_do(void **state)
@@ -46,11 +48,33 @@ static void test_one_key_always_lands_in_the_same_partition(void **state)
         assert_true(seen[q] > 20); /* spread over every partition */
 }
 
+static void test_arrays_round_trip_through_their_text_form(void **state)
+{
+    (void)state;
+    json_t *ids = db_array_to_json("{0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b,abc}");
+    assert_int_equal(json_array_size(ids), 2);
+    assert_string_equal(json_string_value(json_array_get(ids, 1)), "abc");
+    char *text = db_array_from_json(ids);
+    assert_string_equal(text, "{0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b,abc}");
+    free(text);
+    json_decref(ids);
+    json_t *empty = db_array_to_json("{}");
+    assert_int_equal(json_array_size(empty), 0);
+    text = db_array_from_json(empty);
+    assert_string_equal(text, "{}");
+    free(text);
+    json_decref(empty);
+    json_t *none = db_array_to_json(NULL);
+    assert_int_equal(json_array_size(none), 0);
+    json_decref(none);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sqlstates_map_to_what_the_caller_should_do),
         cmocka_unit_test(test_one_key_always_lands_in_the_same_partition),
+        cmocka_unit_test(test_arrays_round_trip_through_their_text_form),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
