@@ -7,12 +7,20 @@
 #ifndef PETSTORE_INBOX_H
 #define PETSTORE_INBOX_H
 
+#include <stddef.h>
+
 #include "db.h"
 
 /* Inside the caller's transaction: 0 when new, ERR_DUPLICATE when already recorded (no error is
  * raised in the transaction, which stays usable). */
 int inbox_record(db_conn_t *db, const char *consumer, const char *message_id,
                  err_t *e) PETSTORE_NODISCARD;
+
+/* Records many message ids in one round trip, inside the caller's transaction. fresh[i] is set
+ * to 1 when ids[i] was new and 0 when it had been recorded before (or repeats an earlier id of
+ * the same call). */
+int inbox_record_many(db_conn_t *db, const char *consumer, const char *const *ids, size_t n,
+                      int *fresh, err_t *e) PETSTORE_NODISCARD;
 
 /* Deletes records older than seconds (a retention far longer than any redelivery window). */
 int inbox_purge_older_than(db_conn_t *db, int seconds, long *deleted, err_t *e) PETSTORE_NODISCARD;

@@ -53,6 +53,8 @@ typedef struct consumer {
     health_flag_t *mq_flag;
     int prefetch;
     int batch_max;
+    const char **ids; /* batch_max scratch slots for the inbox */
+    int *fresh;
     metrics_counter_t *m_ok, *m_dup, *m_ignored, *m_poison, *m_retry;
     metrics_histogram_t *m_batch;
 } consumer_t;
@@ -128,21 +130,31 @@ static const svc_route_t *find_route(const svc_consumer_def_t *def, msg_type_t t
 static int run_batch(consumer_t *c, item_t *items, size_t n, size_t *ok, size_t *dup,
                      size_t *ignored, err_t *e)
 {
+    const char **ids = c->ids;
+    int *fresh = c->fresh;
+    size_t k = 0;
+    *ok = *dup = *ignored = 0;
     int rc = db_begin(c->db, e);
     if (rc != 0)
         return rc;
-    *ok = *dup = *ignored = 0;
+    /* Every id of the batch in one round trip; a repeat within the batch counts once. */
+    for (size_t i = 0; i < n; i++)
+        if (items[i].state != ITEM_POISON)
+            ids[k++] = items[i].env.message_id;
+    if (k > 0) {
+        rc = inbox_record_many(c->db, c->def->inbox_name, ids, k, fresh, e);
+        if (rc != 0)
+            goto fail;
+    }
+    k = 0;
     for (size_t i = 0; i < n; i++) {
         item_t *it = &items[i];
         if (it->state == ITEM_POISON)
             continue;
-        rc = inbox_record(c->db, c->def->inbox_name, it->env.message_id, e);
-        if (rc == ERR_DUPLICATE) {
+        if (!fresh[k++]) {
             (*dup)++;
             continue;
         }
-        if (rc != 0)
-            goto fail;
         const svc_route_t *route = find_route(c->def, it->type);
         if (route == NULL) {
             (*ignored)++;
@@ -475,6 +487,12 @@ consumer_t *svc__consumer_new(svc_t *svc, const svc_consumer_def_t *def, int pre
     c->def = def;
     c->prefetch = prefetch;
     c->batch_max = batch_max;
+    c->ids = calloc((size_t)batch_max, sizeof(*c->ids));
+    c->fresh = calloc((size_t)batch_max, sizeof(*c->fresh));
+    if (c->ids == NULL || c->fresh == NULL) {
+        svc__consumer_free(c);
+        return NULL;
+    }
     char name[128], labels[160];
     snprintf(name, sizeof(name), "database:%s", def->queue);
     c->db_flag = health_flag_new(name);
@@ -500,5 +518,9 @@ consumer_t *svc__consumer_new(svc_t *svc, const svc_consumer_def_t *def, int pre
 
 void svc__consumer_free(consumer_t *c)
 {
+    if (c == NULL)
+        return;
+    free(c->ids);
+    free(c->fresh);
     free(c);
 }
