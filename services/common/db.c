@@ -152,6 +152,15 @@ int db_ok(const db_conn_t *db)
     return db != NULL && !db->broken && PQstatus(db->pg) == CONNECTION_OK;
 }
 
+int db_check(db_conn_t *db)
+{
+    if (db == NULL || db->broken)
+        return 0;
+    if (!PQconsumeInput(db->pg) || PQstatus(db->pg) != CONNECTION_OK)
+        db__mark_broken(db);
+    return db_ok(db);
+}
+
 void db__mark_broken(db_conn_t *db)
 {
     db->broken = 1;

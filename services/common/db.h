@@ -48,6 +48,11 @@ void db_close(db_conn_t *db);
 /* True while the connection is usable (not NULL, not broken). */
 int db_ok(const db_conn_t *db);
 
+/* Reads, without blocking, whatever the server sent while the connection sat idle, so a
+ * connection the server has closed (a restart, an administrator's termination) is seen as
+ * broken before it is used. Returns db_ok() afterwards. */
+int db_check(db_conn_t *db);
+
 /* Reconnects in place with the same conninfo; prepared statements are forgotten. */
 int db_reconnect(db_conn_t *db, err_t *e) PETSTORE_NODISCARD;
 

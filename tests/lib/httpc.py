@@ -1,6 +1,7 @@
 """A small JSON HTTP client over urllib: status, headers and parsed body, never raising on
 HTTP error statuses."""
 import json
+import time
 import urllib.error
 import urllib.request
 
@@ -17,7 +18,19 @@ class Response:
         return f"<{self.status} {self.raw[:200]!r}>"
 
 
-def request(method, url, body=None, headers=None, token=None, raw=None, timeout=35):
+def request(method, url, body=None, headers=None, token=None, raw=None, timeout=35,
+            retries_503=10):
+    """One HTTP call. A 503 with Retry-After (a dependency restarting) is retried like a
+    well-behaved client would, a bounded number of times; then it is returned."""
+    for _ in range(retries_503):
+        r = _once(method, url, body, headers, token, raw, timeout)
+        if r.status != 503 or "Retry-After" not in r.headers:
+            return r
+        time.sleep(min(float(r.headers["Retry-After"]), 2.0))
+    return _once(method, url, body, headers, token, raw, timeout)
+
+
+def _once(method, url, body, headers, token, raw, timeout):
     hdrs = dict(headers or {})
     data = raw
     if body is not None:

@@ -89,8 +89,14 @@ def order(token, order_id):
 
 
 def wait_status(token, order_id, statuses=TERMINAL, timeout=60):
-    return wait_until(lambda: (lambda o: o if o["status"] in statuses else None)(
-        order(token, order_id)), timeout=timeout, what=f"order {order_id} in {statuses}")
+    """Polls the order like a client would: a 503 (a server restarting) means "not yet"."""
+    def reached():
+        r = httpc.get(api() + f"/v1/orders/{order_id}", token=token)
+        if r.status == 503:
+            return None
+        assert r.status == 200, r
+        return r.json if r.json["status"] in statuses else None
+    return wait_until(reached, timeout=timeout, what=f"order {order_id} in {statuses}")
 
 
 def ledger(order_id):

@@ -94,7 +94,7 @@ int svc_thread_db(const svc_t *svc, db_conn_t **out, err_t *e)
 {
     pthread_once(&thread_db_once, thread_db_key_init);
     db_conn_t *db = pthread_getspecific(thread_db_key);
-    if (db != NULL && db_ok(db)) {
+    if (db != NULL && db_check(db)) {
         *out = db;
         return 0;
     }
