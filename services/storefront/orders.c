@@ -58,6 +58,19 @@ static const db_stmt_t store_answer_stmt = {
     .nparams = 4,
 };
 
+static const db_stmt_t cart_pets_stmt = {
+    .name = "sf_order_cart",
+    .sql = "SELECT pet_id::text FROM cart_items WHERE user_id = $1::uuid"
+           " ORDER BY added_at, pet_id LIMIT 21",
+    .nparams = 1,
+};
+
+static const db_stmt_t empty_cart_stmt = {
+    .name = "sf_order_empty_cart",
+    .sql = "DELETE FROM cart_items WHERE user_id = $1::uuid AND pet_id = ANY($2::uuid[])",
+    .nparams = 2,
+};
+
 static const db_stmt_t get_order_stmt = {
     .name = "sf_get_order",
     .sql = "SELECT id::text, status, reason, total_cents, pet_ids::text[], card_last4,"
@@ -98,10 +111,12 @@ static json_t *order_json(db_result_t *res, int row)
     return o;
 }
 
-/* The request fingerprint: pets, last four digits and length of the card number. */
+/* The request fingerprint: the pets asked for ("cart" when none were named), last four digits
+ * and length of the card number. */
 static void fingerprint(const json_t *pet_ids, const char *card, char out[65])
 {
-    json_t *f = json_pack("{s:O,s:s,s:i}", "pet_ids", pet_ids, "card_last4",
+    json_t *asked = pet_ids != NULL ? json_deep_copy(pet_ids) : json_string("cart");
+    json_t *f = json_pack("{s:o,s:s,s:i}", "pet_ids", asked, "card_last4",
                           card + strlen(card) - 4, "card_length", (int)strlen(card));
     char *text = json_dumps(f, JSON_COMPACT | JSON_SORT_KEYS);
     unsigned char h[crypto_hash_sha256_BYTES];
@@ -146,7 +161,7 @@ int sf_post_orders(http_request_t *req, void *svc)
     const storefront_app_t *app = svc_app(svc);
     log_ctx_t ctx = sf_log_ctx(req);
     db_conn_t *db = NULL;
-    json_t *body = NULL, *payload = NULL, *answer = NULL;
+    json_t *body = NULL, *payload = NULL, *answer = NULL, *cart = NULL;
     db_result_t *res = NULL;
     char *pets_pg = NULL;
     char user_id[UUID_STR_LEN];
@@ -170,9 +185,7 @@ int sf_post_orders(http_request_t *req, void *svc)
     char detail[128];
     if (!sf_card_syntax_ok(card))
         sf_error(errors, "card_number", "a string of 12 to 19 digits");
-    if (pet_ids == NULL)
-        sf_error(errors, "pet_ids", "required: the pets to order (1 to 20 ids)");
-    else if (!sf_pet_ids_ok(pet_ids, detail, sizeof(detail)))
+    if (pet_ids != NULL && !sf_pet_ids_ok(pet_ids, detail, sizeof(detail)))
         sf_error(errors, "pet_ids", detail);
     if (json_array_size(errors) > 0) {
         sf_invalid(req, errors);
@@ -206,6 +219,28 @@ int sf_post_orders(http_request_t *req, void *svc)
         goto out;
     }
 
+    if (pet_ids == NULL) {
+        /* No pets named: order the cart. */
+        const char *cp[] = {user_id};
+        if (db_exec(db, &cart_pets_stmt, cp, &res, &e) != 0)
+            goto db_fail;
+        cart = json_array();
+        for (int r = 0; r < db_rows(res); r++)
+            json_array_append_new(cart, json_string(db_value(res, r, 0)));
+        db_result_free(res);
+        res = NULL;
+        if (json_array_size(cart) == 0 || json_array_size(cart) > 20) {
+            db_rollback(db);
+            json_t *errs = json_array();
+            sf_error(errs, "pet_ids",
+                     json_array_size(cart) == 0
+                         ? "the cart is empty: name the pets or add them to the cart"
+                         : "the cart holds more than 20 pets: order at most 20 at once");
+            sf_invalid(req, errs);
+            goto out;
+        }
+        pet_ids = cart;
+    }
     pets_pg = db_array_from_json(pet_ids);
     const char *pp[] = {pets_pg};
     if (pets_pg == NULL || db_exec(db, &price_pets_stmt, pp, &res, &e) != 0)
@@ -256,6 +291,11 @@ int sf_post_orders(http_request_t *req, void *svc)
     const char *op[] = {order_id, user_id, total_s, pets_pg, last4};
     if (db_exec(db, &insert_order_stmt, op, NULL, &e) != 0)
         goto db_fail;
+    if (cart != NULL) {
+        const char *ep[] = {user_id, pets_pg};
+        if (db_exec(db, &empty_cart_stmt, ep, NULL, &e) != 0)
+            goto db_fail;
+    }
     payload = json_pack("{s:s,s:s,s:O,s:I,s:s,s:s}", "order_id", order_id, "user_id", user_id,
                         "pet_ids", pet_ids, "total_cents", (json_int_t)total, "card_sealed",
                         sealed, "card_last4", last4);
@@ -291,6 +331,7 @@ out:
     free(pets_pg);
     json_decref(payload);
     json_decref(answer);
+    json_decref(cart);
     json_decref(body);
     return 0;
 }

@@ -48,6 +48,9 @@ int sf_post_orders(http_request_t *req, void *svc);
 int sf_get_orders(http_request_t *req, void *svc);
 int sf_get_order(http_request_t *req, void *svc);
 int sf_post_cancel(http_request_t *req, void *svc);
+int sf_get_cart(http_request_t *req, void *svc);
+int sf_put_cart_item(http_request_t *req, void *svc);
+int sf_delete_cart_item(http_request_t *req, void *svc);
 
 /* ---- events.c: the read models ---- */
 int sf_on_order_status(db_conn_t *db, const svc_msg_t *m, void *app, err_t *e);
