@@ -44,14 +44,22 @@ static void int_text(const svc_msg_t *m, const char *key, char *out, size_t n)
     snprintf(out, n, "%lld", (long long)json_integer_value(json_object_get(m->payload, key)));
 }
 
+int sf_apply_order_status(db_conn_t *db, const json_t *p, err_t *e)
+{
+    char version[24];
+    snprintf(version, sizeof(version), "%lld",
+             (long long)json_integer_value(json_object_get(p, "version")));
+    const char *params[] = {json_string_value(json_object_get(p, "order_id")),
+                            json_string_value(json_object_get(p, "status")),
+                            json_string_value(json_object_get(p, "reason")), version,
+                            json_string_value(json_object_get(p, "occurred_at"))};
+    return db_exec(db, &order_status_stmt, params, NULL, e);
+}
+
 int sf_on_order_status(db_conn_t *db, const svc_msg_t *m, void *app, err_t *e)
 {
     (void)app;
-    char version[24];
-    int_text(m, "version", version, sizeof(version));
-    const char *params[] = {s(m, "order_id"), s(m, "status"), s(m, "reason"), version,
-                            s(m, "occurred_at")};
-    return db_exec(db, &order_status_stmt, params, NULL, e);
+    return sf_apply_order_status(db, m->payload, e);
 }
 
 int sf_on_pet_listed(db_conn_t *db, const svc_msg_t *m, void *app, err_t *e)

@@ -100,6 +100,7 @@ int main(int argc, char **argv)
         .http_routes = routes,
         .n_http_routes = sizeof(routes) / sizeof(routes[0]),
         .init = init,
+        .workers = {sf_updates_run},
         .fini = fini,
     };
     return svc_main(argc, argv, &def);

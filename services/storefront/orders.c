@@ -336,6 +336,24 @@ out:
     return 0;
 }
 
+int sf_order_load(db_conn_t *db, const char *order_id, const char *user_id, json_t **out,
+                  err_t *e)
+{
+    const char *params[] = {order_id, user_id};
+    db_result_t *res = NULL;
+    int rc = db_exec(db, &get_order_stmt, params, &res, e);
+    if (rc != 0)
+        return rc;
+    if (db_rows(res) == 1)
+        *out = order_json(res, 0);
+    else
+        rc = err_set(e, ERR_NOTFOUND, "no such order");
+    db_result_free(res);
+    return rc;
+}
+
+/* GET /v1/orders/{id}[?wait=S&status=X]: with wait, the answer is held until the status is no
+ * longer X (default: the current status) or S seconds (at most 30) have passed. */
 int sf_get_order(http_request_t *req, void *svc)
 {
     (void)svc;
@@ -348,19 +366,40 @@ int sf_get_order(http_request_t *req, void *svc)
         http_respond_problem(req, 404, "not-found", "Not Found", "no such order", NULL);
         return 0;
     }
-    const char *params[] = {id, user_id};
-    db_result_t *res = NULL;
+    const char *wait_s = http_query(req, "wait");
+    long wait = 0;
+    if (wait_s != NULL) {
+        char *end = NULL;
+        wait = strtol(wait_s, &end, 10);
+        if (end == wait_s || *end != '\0' || wait < 0 || wait > 30) {
+            json_t *errs = json_array();
+            sf_error(errs, "wait", "whole seconds from 0 to 30");
+            sf_invalid(req, errs);
+            return 0;
+        }
+    }
+    json_t *order = NULL;
     err_t e;
     err_clear(&e);
-    if (db_exec(db, &get_order_stmt, params, &res, &e) != 0) {
+    int rc = sf_order_load(db, id, user_id, &order, &e);
+    if (rc == ERR_NOTFOUND) {
+        http_respond_problem(req, 404, "not-found", "Not Found", "no such order", NULL);
+        return 0;
+    }
+    if (rc != 0) {
         sf_db_error(req, &e);
         return 0;
     }
-    if (db_rows(res) == 1)
-        http_respond_json(req, 200, order_json(res, 0));
-    else
-        http_respond_problem(req, 404, "not-found", "Not Found", "no such order", NULL);
-    db_result_free(res);
+    const char *current = json_string_value(json_object_get(order, "status"));
+    const char *leave = http_query(req, "status");
+    if (leave == NULL)
+        leave = current;
+    if (wait > 0 && strcmp(current, leave) == 0) {
+        json_decref(order);
+        sf_waiters_park(req, db, id, user_id, leave, (int)wait);
+        return 0;
+    }
+    http_respond_json(req, 200, order);
     return 0;
 }
 

@@ -52,7 +52,25 @@ int sf_get_cart(http_request_t *req, void *svc);
 int sf_put_cart_item(http_request_t *req, void *svc);
 int sf_delete_cart_item(http_request_t *req, void *svc);
 
+/* The order as the API shows it (new reference in *out), or ERR_NOTFOUND when it is not the
+ * user's. */
+int sf_order_load(db_conn_t *db, const char *order_id, const char *user_id, json_t **out,
+                  err_t *e) PETSTORE_NODISCARD;
+
+/* ---- updates.c: long polls woken by the petstore.order-updates fanout ---- */
+/* Holds req (deferred) until the order's status is no longer `leave` or seconds pass. db is the
+ * calling thread's connection, used once to close the race with an update that landed before
+ * the request was parked. */
+void sf_waiters_park(http_request_t *req, db_conn_t *db, const char *order_id,
+                     const char *user_id, const char *leave, int seconds);
+/* The worker thread (svc_def_t.workers): subscribes to petstore.order-updates with a private
+ * queue, applies each change to the read model and answers the waiting requests. */
+void *sf_updates_run(void *svc);
+
 /* ---- events.c: the read models ---- */
+/* Applies a saga.order_status_changed payload if its version is newer (autocommit or inside
+ * the caller's transaction). */
+int sf_apply_order_status(db_conn_t *db, const json_t *payload, err_t *e) PETSTORE_NODISCARD;
 int sf_on_order_status(db_conn_t *db, const svc_msg_t *m, void *app, err_t *e);
 int sf_on_pet_listed(db_conn_t *db, const svc_msg_t *m, void *app, err_t *e);
 int sf_on_pet_status(db_conn_t *db, const svc_msg_t *m, void *app, err_t *e);
