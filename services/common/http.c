@@ -30,8 +30,11 @@
 #define MAX_PARAMS 4
 #define MAX_HEADERS 8
 
+typedef struct http_stream http_stream_t;
+
 struct http_server {
     struct MHD_Daemon *d;
+    http_stream_t *streams; /* open streams, guarded by lock */
     const http_route_t *routes;
     size_t n_routes;
     void *app;
@@ -321,6 +324,153 @@ int http_read_json_object(http_request_t *req, json_t **out)
     return 0;
 }
 
+/* ---- streams ---- */
+
+/* A stream has two owners, the MHD response (released by its free callback when the
+ * connection is done) and the producer (released by http_stream_close); `refs` counts them and
+ * `lock` guards everything below it. */
+struct http_stream {
+    pthread_mutex_t lock;
+    int refs;
+    http_server_t *server;
+    struct MHD_Connection *conn;
+    buf_t pending;
+    size_t sent;    /* bytes of pending already handed to MHD */
+    int suspended;  /* the reader suspended the connection for lack of data */
+    int ended;      /* the producer (or the server) has no more to send */
+    int closed;     /* MHD is done with the connection: sends fail */
+    http_stream_t *next; /* in server->streams */
+};
+
+static void stream_unref(http_stream_t *st)
+{
+    pthread_mutex_lock(&st->lock);
+    int last = --st->refs == 0;
+    pthread_mutex_unlock(&st->lock);
+    if (!last)
+        return;
+    pthread_mutex_destroy(&st->lock);
+    buf_free(&st->pending);
+    free(st);
+}
+
+static void stream_unlist(http_stream_t *st)
+{
+    http_server_t *s = st->server;
+    pthread_mutex_lock(&s->lock);
+    for (http_stream_t **p = &s->streams; *p != NULL; p = &(*p)->next) {
+        if (*p == st) {
+            *p = st->next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* MHD's content reader: hand over what is pending; with nothing pending, suspend until
+ * http_stream_send (or the end) resumes the connection. */
+static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max)
+{
+    (void)pos;
+    http_stream_t *st = cls;
+    ssize_t n = 0;
+    pthread_mutex_lock(&st->lock);
+    size_t avail = st->pending.len - st->sent;
+    if (avail > 0) {
+        n = (ssize_t)(avail < max ? avail : max);
+        memcpy(out, st->pending.data + st->sent, (size_t)n);
+        st->sent += (size_t)n;
+        if (st->sent == st->pending.len) {
+            buf_reset(&st->pending);
+            st->sent = 0;
+        }
+    } else if (st->ended) {
+        n = MHD_CONTENT_READER_END_OF_STREAM;
+    } else {
+        st->suspended = 1;
+        MHD_suspend_connection(st->conn);
+    }
+    pthread_mutex_unlock(&st->lock);
+    return n;
+}
+
+static void stream_free(void *cls)
+{
+    http_stream_t *st = cls;
+    pthread_mutex_lock(&st->lock);
+    st->closed = 1;
+    pthread_mutex_unlock(&st->lock);
+    stream_unlist(st);
+    stream_unref(st);
+}
+
+/* Wakes the connection if the reader suspended it; called with st->lock held. */
+static void stream_wake(http_stream_t *st)
+{
+    if (st->suspended && !st->closed) {
+        st->suspended = 0;
+        MHD_resume_connection(st->conn);
+    }
+}
+
+http_stream_t *http_stream_start(http_request_t *req, const char *content_type)
+{
+    http_stream_t *st = calloc(1, sizeof(*st));
+    struct MHD_Response *r = NULL;
+    if (st != NULL) {
+        pthread_mutex_init(&st->lock, NULL);
+        st->refs = 2;
+        st->server = req->server;
+        st->conn = req->conn;
+        r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, st,
+                                              stream_free);
+    }
+    if (r == NULL) {
+        if (st != NULL) {
+            pthread_mutex_destroy(&st->lock);
+            free(st);
+        }
+        http_respond_problem(req, 503, "unavailable", "Service Unavailable", "out of memory",
+                             NULL);
+        return NULL;
+    }
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    pthread_mutex_lock(&req->server->lock);
+    st->next = req->server->streams;
+    req->server->streams = st;
+    pthread_mutex_unlock(&req->server->lock);
+    pthread_mutex_lock(&req->lock);
+    req->responded = 1;
+    req->status = 200;
+    req->pending = r;
+    pthread_mutex_unlock(&req->lock);
+    return st;
+}
+
+int http_stream_send(http_stream_t *st, const char *data, size_t len)
+{
+    int rc = 0;
+    pthread_mutex_lock(&st->lock);
+    if (st->closed || st->ended || buf_append(&st->pending, data, len) != 0)
+        rc = -1;
+    else
+        stream_wake(st);
+    pthread_mutex_unlock(&st->lock);
+    return rc;
+}
+
+void http_stream_close(http_stream_t *st)
+{
+    if (st == NULL)
+        return;
+    pthread_mutex_lock(&st->lock);
+    st->ended = 1;
+    stream_wake(st);
+    pthread_mutex_unlock(&st->lock);
+    stream_unref(st);
+}
+
 /* ---- built-in routes ---- */
 
 static int builtin(http_request_t *req)
@@ -569,6 +719,15 @@ void http_server_stop(http_server_t *s)
 {
     if (s == NULL)
         return;
+    /* End every stream (MHD must not be stopped with suspended connections). */
+    pthread_mutex_lock(&s->lock);
+    for (http_stream_t *st = s->streams; st != NULL; st = st->next) {
+        pthread_mutex_lock(&st->lock);
+        st->ended = 1;
+        stream_wake(st);
+        pthread_mutex_unlock(&st->lock);
+    }
+    pthread_mutex_unlock(&s->lock);
     /* Answer every suspended request so MHD can finish them. */
     for (;;) {
         pthread_mutex_lock(&s->lock);

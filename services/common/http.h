@@ -89,6 +89,17 @@ void http_respond_empty(http_request_t *req, int status);
 /* Suspends the request until another thread responds (see the threading rule above). */
 void http_defer(http_request_t *req);
 
+/* Streaming responses (Server-Sent Events). http_stream_start() answers req with 200 and the
+ * content type and returns a stream; from then on any thread may send data with
+ * http_stream_send(), which returns -1 once the client has gone. The owner ends the stream with
+ * http_stream_close(), which also releases it. While a stream has nothing to send, its
+ * connection is suspended (no thread is held). Streams still open when the server stops are
+ * ended by it. Returns NULL when out of memory (then it has answered 503). */
+typedef struct http_stream http_stream_t;
+http_stream_t *http_stream_start(http_request_t *req, const char *content_type);
+int http_stream_send(http_stream_t *s, const char *data, size_t len);
+void http_stream_close(http_stream_t *s);
+
 /* Pure helpers, exposed for tests. */
 
 /* Matches path against pattern; on a match stores up to max captured {name} segments (names

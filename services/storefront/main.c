@@ -28,6 +28,7 @@ static const http_route_t routes[] = {
     {"GET", "/v1/orders", sf_get_orders},
     {"GET", "/v1/orders/{id}", sf_get_order},
     {"POST", "/v1/orders/{id}/cancel", sf_post_cancel},
+    {"GET", "/v1/orders/{id}/events", sf_get_order_events},
     {"GET", "/v1/cart", sf_get_cart},
     {"PUT", "/v1/cart/items/{pet_id}", sf_put_cart_item},
     {"DELETE", "/v1/cart/items/{pet_id}", sf_delete_cart_item},

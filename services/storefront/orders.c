@@ -104,6 +104,8 @@ static json_t *order_json(db_result_t *res, int row)
                           "total_cents", (json_int_t)atoll(db_value(res, row, 3)), "pet_ids",
                           db_array_to_json(db_value(res, row, 4)), "card_last4", db_value(res, row, 5),
                           "created_at", db_value(res, row, 6), "updated_at", db_value(res, row, 7));
+    if (o != NULL)
+        json_object_set_new(o, "version", json_integer(atoi(db_value(res, row, 9))));
     if (o != NULL && !db_is_null(res, row, 8)) {
         json_t *history = json_loads(db_value(res, row, 8), 0, NULL);
         json_object_set_new(o, "history", history ? history : json_array());

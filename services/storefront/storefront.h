@@ -66,6 +66,8 @@ void sf_waiters_park(http_request_t *req, db_conn_t *db, const char *order_id,
 /* The worker thread (svc_def_t.workers): subscribes to petstore.order-updates with a private
  * queue, applies each change to the read model and answers the waiting requests. */
 void *sf_updates_run(void *svc);
+/* GET /v1/orders/{id}/events: text/event-stream of the order's status changes. */
+int sf_get_order_events(http_request_t *req, void *svc);
 
 /* ---- events.c: the read models ---- */
 /* Applies a saga.order_status_changed payload if its version is newer (autocommit or inside
