@@ -17,7 +17,22 @@ static const cfg_var_t storefront_vars[] = {
      .max = 2592000, .help = "lifetime of a session token in seconds"},
 };
 
+extern const char storefront_index_html[];
+extern const size_t storefront_index_html_len;
+
+/* GET /: the web page (web/index.html, compiled in). */
+static int sf_get_page(http_request_t *req, void *svc)
+{
+    (void)svc;
+    http_add_header(req, "Content-Security-Policy",
+                    "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'");
+    http_respond_text(req, 200, "text/html; charset=utf-8", storefront_index_html,
+                      storefront_index_html_len);
+    return 0;
+}
+
 static const http_route_t routes[] = {
+    {"GET", "/", sf_get_page},
     {"POST", "/v1/users", sf_post_users},
     {"POST", "/v1/sessions", sf_post_sessions},
     {"DELETE", "/v1/sessions/current", sf_delete_session},
