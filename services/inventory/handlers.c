@@ -235,13 +235,32 @@ out:
     return rc;
 }
 
+/* Moves the order's held pets with stmt (release or sell), announces each pet's new status and
+ * replies with their ids. */
+static int move_held_pets(db_conn_t *db, const svc_msg_t *m, const db_stmt_t *stmt,
+                          const char *pet_status, msg_type_t reply, err_t *e)
+{
+    const char *params[] = {str(m->payload, "order_id")};
+    db_result_t *res = NULL;
+    int rc = db_exec(db, stmt, params, &res, e);
+    if (rc == 0) {
+        json_t *ids = json_array();
+        rc = announce(db, m, res, pet_status, ids, e);
+        if (rc == 0)
+            rc = emit_reply(db, m, reply, "pet_ids", ids, e);
+        else
+            json_decref(ids);
+    }
+    db_result_free(res);
+    return rc;
+}
+
 int inventory_handle_release(db_conn_t *db, const svc_msg_t *m, void *app, err_t *e)
 {
     (void)app;
     const char *order_id = str(m->payload, "order_id");
     char status[16];
     json_t *pets = NULL;
-    db_result_t *res = NULL;
     int rc = load_reservation(db, order_id, status, sizeof(status), &pets, e);
     if (rc != 0)
         return rc;
@@ -263,18 +282,7 @@ int inventory_handle_release(db_conn_t *db, const svc_msg_t *m, void *app, err_t
     if (strcmp(status, "reserved") != 0) /* released or rejected: nothing is held */
         return emit_reply(db, m, MSG_INVENTORY_RELEASED_V1, "pet_ids", json_array(), e);
 
-    const char *params[] = {order_id};
-    rc = db_exec(db, &release_stmt, params, &res, e);
-    if (rc == 0) {
-        json_t *ids = json_array();
-        rc = announce(db, m, res, "available", ids, e);
-        if (rc == 0)
-            rc = emit_reply(db, m, MSG_INVENTORY_RELEASED_V1, "pet_ids", ids, e);
-        else
-            json_decref(ids);
-    }
-    db_result_free(res);
-    return rc;
+    return move_held_pets(db, m, &release_stmt, "available", MSG_INVENTORY_RELEASED_V1, e);
 }
 
 int inventory_handle_confirm_sale(db_conn_t *db, const svc_msg_t *m, void *app, err_t *e)
@@ -283,7 +291,6 @@ int inventory_handle_confirm_sale(db_conn_t *db, const svc_msg_t *m, void *app, 
     const char *order_id = str(m->payload, "order_id");
     char status[16];
     json_t *pets = NULL;
-    db_result_t *res = NULL;
     int rc = load_reservation(db, order_id, status, sizeof(status), &pets, e);
     if (rc != 0)
         return rc;
@@ -295,18 +302,7 @@ int inventory_handle_confirm_sale(db_conn_t *db, const svc_msg_t *m, void *app, 
                   json_pack("{s:s}", "reservation", status[0] ? status : "none"));
         return 0;
     }
-    const char *params[] = {order_id};
-    rc = db_exec(db, &sell_stmt, params, &res, e);
-    if (rc == 0) {
-        json_t *ids = json_array();
-        rc = announce(db, m, res, "sold", ids, e);
-        if (rc == 0)
-            rc = emit_reply(db, m, MSG_INVENTORY_SALE_CONFIRMED_V1, "pet_ids", ids, e);
-        else
-            json_decref(ids);
-    }
-    db_result_free(res);
-    return rc;
+    return move_held_pets(db, m, &sell_stmt, "sold", MSG_INVENTORY_SALE_CONFIRMED_V1, e);
 }
 
 int inventory_list_pet(db_conn_t *db, const svc_cause_t *cause, const char *pet_id,
