@@ -192,15 +192,27 @@ out:
     return rc;
 }
 
+/* Applies the runtime's and the service's migrations. A transient failure (the database
+ * restarting while the daemon starts) is retried with backoff for up to a minute; anything else
+ * (a changed migration, bad SQL, bad credentials) stops the start at once. */
 static int migrate(svc_t *svc, err_t *e)
 {
-    db_conn_t *db = NULL;
-    int rc = db_open_retry(cfg_str(svc->cfg, "DATABASE_URL"), 60000, svc_stopping, &db, e);
-    if (rc == 0)
-        rc = db_migrate_runtime(db, e);
-    if (rc == 0 && svc->def->n_migrations > 0)
-        rc = db_migrate(db, svc->def->name, svc->def->migrations, svc->def->n_migrations, e);
-    db_close(db);
+    daemon_backoff_t backoff;
+    daemon_backoff_init(&backoff, 200, 5000);
+    int rc = ERR_RETRY;
+    for (int attempt = 0; attempt < 20 && rc == ERR_RETRY && !svc_stopping(); attempt++) {
+        if (attempt > 0) {
+            log_err(LOG_WARN, NULL, "startup.migration_retry", e);
+            daemon_sleep_ms(daemon_backoff_next_ms(&backoff));
+        }
+        db_conn_t *db = NULL;
+        rc = db_open_retry(cfg_str(svc->cfg, "DATABASE_URL"), 60000, svc_stopping, &db, e);
+        if (rc == 0)
+            rc = db_migrate_runtime(db, e);
+        if (rc == 0 && svc->def->n_migrations > 0)
+            rc = db_migrate(db, svc->def->name, svc->def->migrations, svc->def->n_migrations, e);
+        db_close(db);
+    }
     return rc;
 }
 
