@@ -2,20 +2,32 @@
  *
  * Every statement is parameterised. Hot statements are declared once as `static const
  * db_stmt_t` and prepared lazily, once per connection, the first time they run (and again after
- * a reconnect), so a steady-state call is one PQexecPrepared round trip. Every result status is
- * checked and mapped to the err.h vocabulary by SQLSTATE class:
- *   08xxx, 57P01-03, 40001, 40P01, 55P03 and a broken connection -> ERR_RETRY
+ * a reconnect), so a steady-state call is one PQexecPrepared round trip; db_exec_batch sends
+ * several in one round trip (libpq pipeline mode). Parameters and results travel in text
+ * format. Every result status is checked, every PGresult cleared, and failures are mapped to the
+ * err.h vocabulary by SQLSTATE (the table is db_sqlstate_to_err):
+ *   class 08, 57P01-03, 53300, 40001, 40P01, 55P03 and a broken connection -> ERR_RETRY
  *   23505 -> ERR_DUPLICATE, other 23xxx -> ERR_CONFLICT, 22xxx -> ERR_INVALID,
  *   anything else -> ERR_INTERNAL.
- * Messages carry the server's primary message, never parameter values (they may be secrets).
+ * err_t.sqlstate receives the SQLSTATE. Messages carry the server's primary message, never
+ * parameter values (they may be secrets): for data exceptions (22xxx), whose primary message
+ * can quote the offending input, everything after the first ": " is replaced.
  *
- * Test hook: PETSTORE_FAULT_DB_EXEC_FAIL_AT=N makes the Nth db_exec/db_exec_sql call of the
- * process fail with ERR_RETRY (before sending anything).
+ * A connection that failed at the transport level is marked broken: every later call fails
+ * fast with ERR_RETRY until db_reconnect() (or db_close + db_open). A COMMIT whose outcome was
+ * lost with the connection is reported as ERR_RETRY: the work must be idempotent (inbox).
  *
- * Threading: a connection belongs to one thread at a time. */
+ * Test hook: PETSTORE_FAULT_DB_EXEC_FAIL_AT=N (N >= 1) makes the Nth statement run through
+ * db_exec, db_exec_sql or db_exec_batch in this process (counted from 1, all threads) fail with
+ * ERR_RETRY before anything is sent. The variable is read once, at the first statement; unset
+ * or 0 costs one predictable branch per statement.
+ *
+ * Threading: a connection belongs to one thread at a time; different connections are
+ * independent. */
 #ifndef PETSTORE_DB_H
 #define PETSTORE_DB_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "err.h"
@@ -23,29 +35,42 @@
 typedef struct db_conn db_conn_t;
 typedef struct db_result db_result_t;
 
-/* A statement prepared on first use. Declare as `static const`; name must be unique per
- * connection. */
+/* A statement prepared on first use. Declare as `static const`; the name must be unique in the
+ * process (a second statement under the same name fails to prepare, loudly). */
 typedef struct db_stmt {
     const char *name;
     const char *sql;
     int nparams;
 } db_stmt_t;
 
-/* Connects (conninfo: "host=... dbname=..." or a postgres:// URI). *out is the caller's to
- * db_close(). ERR_RETRY when the server is unreachable, ERR_CONFIG for bad credentials or a
- * missing database. */
+/* Connection options; a zeroed struct (or NULL) means the defaults. */
+typedef struct db_opts {
+    const char *application_name; /* shown in pg_stat_activity; the conninfo's own wins */
+    int connect_timeout_s;        /* 0: 5 s; the conninfo's own wins */
+} db_opts_t;
+
+/* Connects (conninfo: "host=... dbname=..." or a postgres:// URI) with client_encoding UTF8.
+ * *out (set only on success) is the caller's to db_close(). ERR_RETRY when the server is
+ * unreachable or refuses for now, ERR_CONFIG for bad credentials, a missing database or a bad
+ * conninfo. */
 int db_open(const char *conninfo, db_conn_t **out, err_t *e) PETSTORE_NODISCARD;
+int db_open_ex(const char *conninfo, const db_opts_t *opts, db_conn_t **out,
+               err_t *e) PETSTORE_NODISCARD;
 
 /* db_open with exponential backoff and jitter (100 ms doubling to 5 s) until it succeeds,
- * max_wait_ms passes (< 0: never), or should_stop() (may be NULL) returns non-zero. Each failure
- * is logged at warn level. Returns the last error when it gives up. */
-int db_open_retry(const char *conninfo, int max_wait_ms, int (*should_stop)(void),
-                  db_conn_t **out, err_t *e) PETSTORE_NODISCARD;
+ * max_wait_ms passes (< 0: never), or should_stop() (may be NULL) returns non-zero, which is
+ * checked at least every 100 ms. Each failure is logged at warn level. Returns the last error
+ * when it gives up. */
+int db_open_retry(const char *conninfo, int max_wait_ms, int (*should_stop)(void), db_conn_t **out,
+                  err_t *e) PETSTORE_NODISCARD;
+int db_open_retry_ex(const char *conninfo, const db_opts_t *opts, int max_wait_ms,
+                     int (*should_stop)(void), db_conn_t **out, err_t *e) PETSTORE_NODISCARD;
 
-/* Closes and frees. NULL ok. */
+/* Closes and frees; an open transaction is rolled back by the server. NULL ok. */
 void db_close(db_conn_t *db);
 
-/* True while the connection is usable (not NULL, not broken). */
+/* True while the connection is usable (not NULL, not marked broken, libpq says OK). Local: no
+ * round trip. */
 int db_ok(const db_conn_t *db);
 
 /* Reads, without blocking, whatever the server sent while the connection sat idle, so a
@@ -53,10 +78,15 @@ int db_ok(const db_conn_t *db);
  * broken before it is used. Returns db_ok() afterwards. */
 int db_check(db_conn_t *db);
 
-/* Reconnects in place with the same conninfo; prepared statements are forgotten. */
+/* Reconnects in place with the same conninfo and options (PQreset). Prepared statements,
+ * LISTEN registrations and any open transaction are gone: callers LISTEN again. */
 int db_reconnect(db_conn_t *db, err_t *e) PETSTORE_NODISCARD;
 
-/* Transactions. db_rollback never fails loudly: on a broken connection it just marks it. */
+/* Transactions. db_commit of a transaction that an earlier error aborted does not commit:
+ * it returns ERR_INTERNAL ("rolled back"), since the caller ignored that error. db_rollback
+ * never fails loudly: on a broken connection it just marks it (NULL ok). db_in_tx is true inside
+ * a transaction block, including an aborted one (local: no round trip). Savepoint names are
+ * identifiers chosen by code ([a-z0-9_]). */
 int db_begin(db_conn_t *db, err_t *e) PETSTORE_NODISCARD;
 int db_commit(db_conn_t *db, err_t *e) PETSTORE_NODISCARD;
 void db_rollback(db_conn_t *db);
@@ -65,33 +95,52 @@ int db_savepoint(db_conn_t *db, const char *name, err_t *e) PETSTORE_NODISCARD;
 int db_rollback_to(db_conn_t *db, const char *name, err_t *e) PETSTORE_NODISCARD;
 int db_release(db_conn_t *db, const char *name, err_t *e) PETSTORE_NODISCARD;
 
-/* Runs stmt with params (stmt->nparams text values; NULL entries are SQL NULL). *out (may be
- * NULL when the rows are not wanted) receives a result the caller frees with db_result_free. */
+/* Runs stmt with params (stmt->nparams text values, borrowed; NULL entries are SQL NULL).
+ * *out (out may be NULL when the rows are not wanted) receives, on success only, a result the
+ * caller frees with db_result_free. */
 int db_exec(db_conn_t *db, const db_stmt_t *stmt, const char *const *params, db_result_t **out,
             err_t *e) PETSTORE_NODISCARD;
 
-/* A one-off parameterised statement (PQexecParams); same contract as db_exec. */
+/* A one-off parameterised statement (PQexecParams, not prepared); same contract as db_exec. */
 int db_exec_sql(db_conn_t *db, const char *sql, int nparams, const char *const *params,
                 db_result_t **out, err_t *e) PETSTORE_NODISCARD;
 
+/* One statement of a batch: out (may be NULL) as for db_exec. */
+typedef struct db_batch_item {
+    const db_stmt_t *stmt;
+    const char *const *params;
+    db_result_t **out;
+} db_batch_item_t;
+
+/* Runs items in order in ONE round trip (pipeline mode; statements not yet prepared on this
+ * connection are prepared in the same trip). Outside a transaction the batch is one implicit
+ * transaction: all of it commits or none. Inside one, it behaves like the same db_exec calls.
+ * The first failing statement's error is returned, the statements after it are skipped, and no
+ * *out is set (results of the statements before it are freed). For a handful of statements
+ * with small results, not bulk loads (the connection stays in blocking mode). */
+int db_exec_batch(db_conn_t *db, const db_batch_item_t *items, size_t n,
+                  err_t *e) PETSTORE_NODISCARD;
+
 /* Runs a script of several statements without parameters (simple query protocol), for
- * migrations only. */
+ * migrations only. Not counted by the fault hook. */
 int db_exec_script(db_conn_t *db, const char *sql, err_t *e) PETSTORE_NODISCARD;
 
-/* Results. Values are borrowed from the result ("" for SQL NULL). */
+/* Results. row and col must be in range. Values are borrowed from the result ("" for SQL
+ * NULL) and live until db_result_free. */
 int db_rows(const db_result_t *r);
 int db_cols(const db_result_t *r);
 const char *db_value(const db_result_t *r, int row, int col);
 int db_is_null(const db_result_t *r, int row, int col);
 int db_col_index(const db_result_t *r, const char *name); /* -1 when absent */
 long db_cmd_tuples(const db_result_t *r);                 /* rows affected */
+/* Parses a bigint; ERR_INVALID (no err_t) for NULL, junk or out of range; *out set on success. */
 int db_value_int64(const db_result_t *r, int row, int col, int64_t *out) PETSTORE_NODISCARD;
-void db_result_free(db_result_t *r);
+void db_result_free(db_result_t *r); /* NULL ok */
 
-/* The err.h code of a SQLSTATE (NULL: ERR_RETRY, a lost connection). */
+/* The err.h code of a SQLSTATE (NULL or "": ERR_RETRY, the connection was lost). Pure. */
 int db_sqlstate_to_err(const char *sqlstate);
 
-/* For db_listen.c: the libpq connection. Borrowed. */
+/* For db_listen.c only: the libpq connection (borrowed) and marking it broken. */
 struct pg_conn *db__pg(db_conn_t *db);
 void db__mark_broken(db_conn_t *db);
 
