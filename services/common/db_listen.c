@@ -1,4 +1,5 @@
-/* db_listen: see db_listen.h. */
+/* db_listen: see db_listen.h. The notifications themselves are read by libpq with the rest of
+ * the input; this file only waits for input and drains libpq's queue. */
 #include "db_listen.h"
 
 #include <errno.h>
@@ -9,23 +10,31 @@
 
 int db_listen(db_conn_t *db, const char *channel, err_t *e)
 {
-    char sql[96];
-    snprintf(sql, sizeof(sql), "LISTEN %s", channel);
+    if (!db_ok(db))
+        return err_set(e, ERR_RETRY, "database connection is broken");
+    char *ident = PQescapeIdentifier(db__pg(db), channel, strlen(channel));
+    if (ident == NULL)
+        return err_set(e, ERR_INVALID, "bad channel name");
+    char sql[160];
+    int n = snprintf(sql, sizeof(sql), "LISTEN %s", ident);
+    PQfreemem(ident);
+    if (n < 0 || (size_t)n >= sizeof(sql))
+        return err_set(e, ERR_INVALID, "channel name too long");
     return db_exec_sql(db, sql, 0, NULL, NULL, e);
 }
 
-int db_socket(db_conn_t *db)
-{
-    return PQsocket(db__pg(db));
-}
+int db_socket(db_conn_t *db) { return db != NULL ? PQsocket(db__pg(db)) : -1; }
 
+/* Reads what arrived and frees every queued notification. */
 static int drain(db_conn_t *db, int *notified, err_t *e)
 {
     PGconn *pg = db__pg(db);
     if (!PQconsumeInput(pg)) {
+        char msg[160];
+        snprintf(msg, sizeof(msg), "%.*s", (int)strcspn(PQerrorMessage(pg), "\n"),
+                 PQerrorMessage(pg));
         db__mark_broken(db);
-        return err_set(e, ERR_RETRY, "database connection lost while waiting: %.120s",
-                       PQerrorMessage(pg));
+        return err_set(e, ERR_RETRY, "database connection lost while waiting: %s", msg);
     }
     PGnotify *n;
     while ((n = PQnotifies(pg)) != NULL) {
@@ -40,12 +49,13 @@ int db_wait_notify(db_conn_t *db, int timeout_ms, int stop_fd, int *notified, er
     *notified = 0;
     if (!db_ok(db))
         return err_set(e, ERR_RETRY, "database connection is broken");
-    int rc = drain(db, notified, e); /* something may have arrived with the last result */
+    /* Notifications may already sit in libpq's queue, read along with an earlier result. */
+    int rc = drain(db, notified, e);
     if (rc != 0 || *notified)
         return rc;
     struct pollfd fds[2] = {{.fd = db_socket(db), .events = POLLIN},
                             {.fd = stop_fd, .events = POLLIN}};
-    int n = poll(fds, stop_fd >= 0 ? 2 : 1, timeout_ms);
+    int n = poll(fds, stop_fd >= 0 ? 2 : 1, timeout_ms < 0 ? -1 : timeout_ms);
     if (n < 0 && errno != EINTR)
         return err_set(e, ERR_INTERNAL, "poll: %s", strerror(errno));
     if (n > 0 && (fds[0].revents & (POLLIN | POLLERR | POLLHUP)))
