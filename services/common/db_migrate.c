@@ -1,4 +1,7 @@
-/* db_migrate: see db_migrate.h. The checksum is a SHA-256 of the migration text (libsodium). */
+/* db_migrate: see db_migrate.h. The checksum is a SHA-256 of the migration text (libsodium).
+ * Every transaction here first takes the same transaction-level advisory lock, so concurrent
+ * migrators queue behind each other and each one re-reads schema_migrations under the lock:
+ * whoever comes second finds the record and skips. */
 #include "db_migrate.h"
 
 #include <sodium.h>
@@ -6,9 +9,6 @@
 #include <string.h>
 
 #include "log.h"
-
-extern const db_migration_t runtime_migrations[];
-extern const size_t runtime_n_migrations;
 
 #define MIGRATE_LOCK_KEY 730100
 
@@ -34,8 +34,10 @@ static int apply_one(db_conn_t *db, const char *component, const db_migration_t 
     if (rc != 0)
         goto fail;
     const char *qp[] = {component, version};
-    rc = db_exec_sql(db, "SELECT checksum FROM schema_migrations WHERE component = $1 AND "
-                         "version = $2::int", 2, qp, &res, e);
+    rc = db_exec_sql(db,
+                     "SELECT checksum FROM schema_migrations WHERE component = $1 AND "
+                     "version = $2::int",
+                     2, qp, &res, e);
     if (rc != 0)
         goto fail;
     if (db_rows(res) == 1) {
@@ -51,22 +53,27 @@ static int apply_one(db_conn_t *db, const char *component, const db_migration_t 
     }
     db_result_free(res);
     res = NULL;
-    rc = db_exec_script(db, m->sql, e);
+    err_t inner;
+    err_clear(&inner);
+    rc = db_exec_script(db, m->sql, &inner);
     if (rc != 0) {
-        err_t inner = *e;
-        err_set(e, inner.code, "migration %s %03d_%s: %s", component, m->version, m->name,
-                inner.msg);
+        err_set(e, rc, "migration %s %03d_%s: %s", component, m->version, m->name, inner.msg);
+        if (e != NULL)
+            memcpy(e->sqlstate, inner.sqlstate, sizeof(e->sqlstate));
         goto fail;
     }
     const char *ip[] = {component, version, m->name, sum};
-    rc = db_exec_sql(db, "INSERT INTO schema_migrations (component, version, name, checksum) "
-                         "VALUES ($1, $2::int, $3, $4)", 4, ip, NULL, e);
+    rc = db_exec_sql(db,
+                     "INSERT INTO schema_migrations (component, version, name, checksum) "
+                     "VALUES ($1, $2::int, $3, $4)",
+                     4, ip, NULL, e);
     if (rc != 0)
         goto fail;
     rc = db_commit(db, e);
     if (rc == 0)
-        log_info(NULL, "db.migrated", json_pack("{s:s,s:i,s:s}", "component", component,
-                                                "version", m->version, "name", m->name));
+        log_info(NULL, "db.migrated",
+                 json_pack("{s:s,s:i,s:s}", "component", component, "version", m->version, "name",
+                           m->name));
     return rc;
 fail:
     db_result_free(res);
@@ -74,12 +81,16 @@ fail:
     return rc;
 }
 
-int db_migrate(db_conn_t *db, const char *component, const db_migration_t *list, size_t n,
-               err_t *e)
+int db_migrate(db_conn_t *db, const char *component, const db_migration_t *list, size_t n, err_t *e)
 {
     char lock[16];
     snprintf(lock, sizeof(lock), "%d", MIGRATE_LOCK_KEY);
     const char *lp[] = {lock};
+    for (size_t i = 0; i < n; i++)
+        if (list[i].sql == NULL || list[i].name == NULL || list[i].version <= 0 ||
+            (i > 0 && list[i].version <= list[i - 1].version))
+            return err_set(e, ERR_CONFIG, "migrations of %s: entry %zu is not in version order",
+                           component, i);
     /* The bookkeeping table itself, created under the same lock as the migrations. */
     int rc = db_begin(db, e);
     if (rc == 0)
@@ -102,5 +113,5 @@ int db_migrate(db_conn_t *db, const char *component, const db_migration_t *list,
 
 int db_migrate_runtime(db_conn_t *db, err_t *e)
 {
-    return db_migrate(db, "runtime", runtime_migrations, runtime_n_migrations, e);
+    return db_migrate(db, "runtime", runtime_migrations, runtime_migrations_count, e);
 }
