@@ -1,4 +1,5 @@
-/* outbox: see outbox.h. */
+/* outbox: see outbox.h. One statement inserts the row and queues the NOTIFY, so enqueueing
+ * costs one round trip; the NOTIFY is delivered at commit, once per transaction. */
 #include "outbox.h"
 
 #include <stdint.h>
@@ -11,13 +12,15 @@ static const db_stmt_t enqueue_stmt = {
     .sql = "WITH ins AS (INSERT INTO outbox (partition, exchange, routing_key, message_id, type,"
            " correlation_id, causation_id, traceparent, app_id, headers, body)"
            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11) RETURNING 1) "
-           "SELECT pg_notify('outbox', '') FROM ins",
+           "SELECT pg_notify('" OUTBOX_CHANNEL "', '') FROM ins",
     .nparams = 11,
 };
 
 int outbox_partition(const char *key)
 {
-    uint32_t h = 2166136261u;
+    uint32_t h = 2166136261u; /* FNV-1a, 32 bits: offset basis and prime */
+    if (key == NULL)
+        return 0;
     for (const unsigned char *p = (const unsigned char *)key; *p; p++) {
         h ^= *p;
         h *= 16777619u;
@@ -31,8 +34,15 @@ int outbox_enqueue(db_conn_t *db, const outbox_msg_t *m, err_t *e)
     char *headers = NULL;
     char *body = NULL;
     int rc;
-    const char *key = m->correlation_id != NULL && m->correlation_id[0] ? m->correlation_id
-                                                                        : m->message_id;
+    if (m->exchange == NULL || m->routing_key == NULL || m->message_id == NULL ||
+        m->message_id[0] == '\0' || (m->body == NULL && m->body_len > 0))
+        return err_set(e, ERR_INVALID, "outbox message without exchange, routing key or id");
+    if (m->headers != NULL && !json_is_object(m->headers))
+        return err_set(e, ERR_INVALID, "outbox headers must be a JSON object");
+    if (m->body != NULL && memchr(m->body, '\0', m->body_len) != NULL)
+        return err_set(e, ERR_INVALID, "outbox body holds a NUL byte");
+    const char *key =
+        m->correlation_id != NULL && m->correlation_id[0] ? m->correlation_id : m->message_id;
     snprintf(partition, sizeof(partition), "%d", outbox_partition(key));
     headers = m->headers != NULL ? json_dumps(m->headers, JSON_COMPACT) : strdup("{}");
     body = malloc(m->body_len + 1);
@@ -40,11 +50,13 @@ int outbox_enqueue(db_conn_t *db, const outbox_msg_t *m, err_t *e)
         rc = err_set(e, ERR_NOMEM, "out of memory writing to the outbox");
         goto out;
     }
-    memcpy(body, m->body, m->body_len);
+    /* Text parameters are NUL-terminated; the caller's body need not be. */
+    if (m->body_len > 0)
+        memcpy(body, m->body, m->body_len);
     body[m->body_len] = '\0';
-    const char *params[] = {partition, m->exchange, m->routing_key, m->message_id, m->type,
-                            m->correlation_id, m->causation_id, m->traceparent, m->app_id,
-                            headers, body};
+    const char *params[] = {
+        partition,       m->exchange,    m->routing_key, m->message_id, m->type, m->correlation_id,
+        m->causation_id, m->traceparent, m->app_id,      headers,       body};
     rc = db_exec(db, &enqueue_stmt, params, NULL, e);
 out:
     free(headers);

@@ -2,23 +2,42 @@
  *
  * A service writes its business rows and its outgoing messages in ONE transaction by calling
  * outbox_enqueue() inside it; the message exists for the rest of the world only once that
- * transaction commits. The relay (outbox/relay.c) then publishes it.
+ * transaction commits (a rollback takes it away with the business rows). The relay
+ * (outbox/relay.c) then publishes it. Threading: as db.h.
  *
- * The row contract (table `outbox`, created by the runtime migrations in every service database):
- *   id            bigserial: commit-independent insertion order
- *   txid          xid8, the writing transaction: the relay publishes a row only once every older
- *                 transaction has finished (snapshot fence), so rows are never overtaken
- *   partition     0..OUTBOX_PARTITIONS-1 = outbox_partition(correlation id, else message id):
- *                 one order's messages share a partition, and one relay at a time owns a
- *                 partition, so they leave in commit order
- *   exchange, routing_key, message_id (unique), type, correlation_id, causation_id,
- *   traceparent, app_id, headers (jsonb object: AMQP headers), body (the JSON payload)
- *                 published exactly as written
- *   created_at    becomes the AMQP timestamp
- *   available_at, attempts, last_error: retry bookkeeping of the relay
- *   sent_at       set when the broker confirmed the publish; NULL = still to publish
- * The same statement NOTIFYs channel `outbox`; PostgreSQL delivers it at commit and folds
- * repeated notifications of one transaction into one. */
+ * The row contract (table `outbox`, runtime migration 001, in every service database):
+ *   id            bigserial, taken at INSERT time (not commit time): per-partition order
+ *   txid          xid8 of the writing transaction (default pg_current_xact_id())
+ *   partition     smallint 0..OUTBOX_PARTITIONS-1 = outbox_partition(correlation_id), or of
+ *                 message_id when there is no correlation id: one order's messages share a
+ *                 partition
+ *   exchange, routing_key   where to publish (both required)
+ *   message_id    uuid, UNIQUE: the AMQP message_id; enqueueing one id twice is ERR_DUPLICATE
+ *   type, correlation_id, causation_id, traceparent, app_id   AMQP properties / headers
+ *                 (NULL when absent)
+ *   headers       jsonb object of extra AMQP headers ('{}' when none)
+ *   body          text: the JSON payload, published byte for byte
+ *   created_at    now() of the writing transaction: the AMQP timestamp
+ *   available_at  not before this time (the relay pushes it back after a failed publish)
+ *   attempts, last_error   the relay's retry bookkeeping (0 / NULL when written)
+ *   sent_at       NULL until the broker confirmed the publish; sent rows are kept for
+ *                 retention (index outbox_sent_at), then deleted by the relay
+ * Writers only INSERT; only the relay UPDATEs (sent_at, attempts, last_error, available_at)
+ * and DELETEs. The table has fillfactor 80 so that marking a row sent is a HOT update.
+ *
+ * For the relay: claim with one statement inside a transaction that
+ *   1. takes pg_try_advisory_xact_lock(<namespace>, p) for each partition p it can get (one
+ *      relay per partition at a time keeps one order's messages in order across relays);
+ *   2. selects `sent_at IS NULL AND available_at <= now() AND partition IN (held)` in id order,
+ *      LIMIT batch, FOR UPDATE SKIP LOCKED (index outbox_unsent covers (partition, id));
+ *   3. applies the fence `txid < pg_snapshot_xmin(pg_current_snapshot())`: only rows of
+ *      transactions older than every transaction still running, so a row never overtakes an
+ *      earlier-numbered one that is about to commit;
+ * then publishes with publisher confirms, sets sent_at = now() on the confirmed ids in the same
+ * transaction and commits (a crash before the commit republishes: consumers dedupe by
+ * message_id). LISTEN on channel OUTBOX_CHANNEL wakes it; poll as well, since a notification
+ * can be lost while reconnecting. Per-order order also relies on writers serialising the
+ * transactions of one order (they lock or version the order's row before enqueueing). */
 #ifndef PETSTORE_OUTBOX_H
 #define PETSTORE_OUTBOX_H
 
@@ -28,25 +47,33 @@
 #include "db.h"
 
 #define OUTBOX_PARTITIONS 16
+#define OUTBOX_CHANNEL "outbox"
 
+/* Everything is borrowed for the duration of the call. */
 typedef struct outbox_msg {
-    const char *exchange;
-    const char *routing_key;
-    const char *message_id;     /* a UUID */
-    const char *type;           /* e.g. "payment.charge.v1" */
+    const char *exchange;       /* required */
+    const char *routing_key;    /* required */
+    const char *message_id;     /* required, a UUID */
+    const char *type;           /* e.g. "payment.charge.v1", or NULL */
     const char *correlation_id; /* the order id, or NULL */
     const char *causation_id;   /* the message that caused this one, or NULL */
     const char *traceparent;    /* W3C, or NULL */
-    const char *app_id;         /* the writing service */
-    const json_t *headers;      /* borrowed object of AMQP headers, or NULL */
-    const char *body;           /* the payload */
+    const char *app_id;         /* the writing service, or NULL */
+    const json_t *headers;      /* a JSON object of AMQP headers, or NULL */
+    const char *body;           /* the payload: body_len bytes of UTF-8, no NUL */
     size_t body_len;
 } outbox_msg_t;
 
-/* Inserts one message inside the caller's transaction (one round trip, with the NOTIFY). */
+/* Inserts one message inside the caller's transaction, in one round trip that also queues a
+ * NOTIFY on OUTBOX_CHANNEL (delivered at commit, folded into one per transaction). ERR_INVALID
+ * for a missing field, headers that are not an object or a body PostgreSQL cannot store;
+ * ERR_DUPLICATE when message_id is already in the table; the db.h codes otherwise. */
 int outbox_enqueue(db_conn_t *db, const outbox_msg_t *m, err_t *e) PETSTORE_NODISCARD;
 
-/* FNV-1a of key, modulo OUTBOX_PARTITIONS. Stable across processes and versions. */
+/* The partition of a key: 32-bit FNV-1a (offset basis 2166136261, prime 16777619) over the
+ * key's bytes as written (so use one spelling: the canonical lower-case uuid), modulo
+ * OUTBOX_PARTITIONS. Part of the row contract: stable across processes, hosts and versions.
+ * NULL: 0. */
 int outbox_partition(const char *key);
 
 #endif
