@@ -1,6 +1,8 @@
-/* inbox: see inbox.h. ON CONFLICT DO NOTHING keeps a duplicate from aborting the transaction. */
+/* inbox: see inbox.h. ON CONFLICT DO NOTHING keeps a duplicate from raising an error, so the
+ * caller's transaction stays usable after one. */
 #include "inbox.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,11 +15,16 @@ static const db_stmt_t record_stmt = {
     .nparams = 2,
 };
 
+/* Answers the 1-based positions (first occurrence) of the ids that were new. Ids are compared
+ * as uuids, so any spelling PostgreSQL accepts (upper case, braces) matches; rows are inserted in
+ * uuid order so that two consumers recording overlapping batches cannot deadlock. */
 static const db_stmt_t record_many_stmt = {
     .name = "inbox_record_many",
-    .sql = "INSERT INTO inbox (consumer, message_id)"
-           " SELECT $1, id FROM unnest($2::uuid[]) AS id ON CONFLICT DO NOTHING"
-           " RETURNING message_id::text",
+    .sql = "WITH input AS (SELECT id, min(ord) AS ord"
+           "  FROM unnest($2::uuid[]) WITH ORDINALITY AS t(id, ord) GROUP BY id),"
+           " ins AS (INSERT INTO inbox (consumer, message_id)"
+           "  SELECT $1, id FROM input ORDER BY id ON CONFLICT DO NOTHING RETURNING message_id) "
+           "SELECT input.ord FROM input JOIN ins ON ins.message_id = input.id",
     .nparams = 2,
 };
 
@@ -36,7 +43,10 @@ int inbox_record(db_conn_t *db, const char *consumer, const char *message_id, er
         return rc;
     long inserted = db_cmd_tuples(res);
     db_result_free(res);
-    return inserted == 1 ? 0 : ERR_DUPLICATE;
+    if (inserted != 1)
+        return err_set(e, ERR_DUPLICATE, "message %s was already handled by %s", message_id,
+                       consumer);
+    return 0;
 }
 
 int inbox_record_many(db_conn_t *db, const char *consumer, const char *const *ids, size_t n,
@@ -47,7 +57,7 @@ int inbox_record_many(db_conn_t *db, const char *consumer, const char *const *id
         fresh[i] = 0;
         json_array_append_new(arr, json_string(ids[i]));
     }
-    char *literal = db_array_from_json(arr);
+    char *literal = arr != NULL && json_array_size(arr) == n ? db_array_from_json(arr) : NULL;
     json_decref(arr);
     if (literal == NULL)
         return err_set(e, ERR_NOMEM, "out of memory recording the inbox");
@@ -57,15 +67,10 @@ int inbox_record_many(db_conn_t *db, const char *consumer, const char *const *id
     free(literal);
     if (rc != 0)
         return rc;
-    /* Each inserted id is claimed by its first occurrence in ids; later repeats stay 0. */
     for (int r = 0; r < db_rows(res); r++) {
-        const char *id = db_value(res, r, 0);
-        for (size_t i = 0; i < n; i++) {
-            if (strcmp(ids[i], id) == 0) {
-                fresh[i] = 1;
-                break;
-            }
-        }
+        int64_t ord = 0;
+        if (db_value_int64(res, r, 0, &ord) == 0 && ord >= 1 && (uint64_t)ord <= n)
+            fresh[ord - 1] = 1;
     }
     db_result_free(res);
     return 0;

@@ -12,13 +12,16 @@
 #include "db.h"
 
 /* Inside the caller's transaction: 0 when new, ERR_DUPLICATE when already recorded (no error is
- * raised in the transaction, which stays usable). */
+ * raised in the transaction, which stays usable). A concurrent transaction recording the same
+ * id makes this call wait for its end (then 0 if it rolled back, ERR_DUPLICATE if it
+ * committed). A message_id that is not a uuid is ERR_INVALID. */
 int inbox_record(db_conn_t *db, const char *consumer, const char *message_id,
                  err_t *e) PETSTORE_NODISCARD;
 
-/* Records many message ids in one round trip, inside the caller's transaction. fresh[i] is set
- * to 1 when ids[i] was new and 0 when it had been recorded before (or repeats an earlier id of
- * the same call). */
+/* Records many message ids in one round trip, inside the caller's transaction. fresh (n ints,
+ * caller-owned): fresh[i] is set to 1 when ids[i] was new and 0 when it had been recorded before
+ * or repeats an earlier id of the same call (ids compare as uuids, whatever their spelling). One
+ * id that is not a uuid fails the call with ERR_INVALID. */
 int inbox_record_many(db_conn_t *db, const char *consumer, const char *const *ids, size_t n,
                       int *fresh, err_t *e) PETSTORE_NODISCARD;
 
