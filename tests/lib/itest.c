@@ -64,7 +64,7 @@ static void drop_scratch(void)
         return;
     for (int i = 0; i < n_scratch; i++) {
         char sql[128];
-        snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", scratch_names[i]);
+        snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %.63s WITH (FORCE)", scratch_names[i]);
         (void)admin_command(sql);
     }
     n_scratch = 0;
