@@ -23,7 +23,10 @@
  *   sent_at       NULL until the broker confirmed the publish; sent rows are kept for
  *                 retention (index outbox_sent_at), then deleted by the relay
  * Writers only INSERT; only the relay UPDATEs (sent_at, attempts, last_error, available_at)
- * and DELETEs. The table has fillfactor 80 so that marking a row sent is a HOT update.
+ * and DELETEs. Marking a row sent cannot be a HOT update in PostgreSQL 15 (sent_at is in the
+ * predicate of outbox_unsent and the key of outbox_sent_at), so every mark adds index entries;
+ * fillfactor 80 still keeps the new row version on its page, so the heap does not grow with
+ * the marks and the retention sweep frees whole pages.
  *
  * For the relay: claim with one statement inside a transaction that
  *   1. takes pg_try_advisory_xact_lock(<namespace>, p) for each partition p it can get (one
