@@ -51,7 +51,7 @@ int main(int argc, char **argv)
         .cfg_vars = saga_vars,
         .n_cfg_vars = sizeof(saga_vars) / sizeof(saga_vars[0]),
         .migrations = order_saga_migrations,
-        .n_migrations = order_saga_n_migrations,
+        .n_migrations = order_saga_migrations_count,
         .consumers = &consumer,
         .n_consumers = 1,
         .init = saga_init,
