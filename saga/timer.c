@@ -16,6 +16,7 @@
 #include "handlers.h"
 #include "health.h"
 #include "store.h"
+#include "trace.h"
 
 typedef struct worker {
     svc_t *svc;
@@ -44,7 +45,11 @@ static int fire_due(worker_t *w, char *failed, err_t *e)
     for (i = 0; rc == 0 && i < n; i++) {
         saga_row_t *row = &rows[i];
         saga_input_t in = {SAGA_EV_TIMEOUT, SAGA_REASON_NONE};
-        saga_origin_t origin = {.source = "timer"};
+        /* A timeout starts a trace of its own: what it sends and logs shares it. */
+        trace_ctx_t trace;
+        trace_new_root(&trace);
+        log_ctx_t lc = {.trace_id = trace.trace_id, .span_id = trace.span_id};
+        saga_origin_t origin = {.source = "timer", .trace = &trace, .log = &lc};
         int applied = 0;
         rc = saga_apply(w->db, w->app, row, &in, &origin, &applied, e);
         if (rc == 0 && !applied)
@@ -107,7 +112,8 @@ void *saga_timer_run(void *arg)
     while (!svc_stopping()) {
         err_t e;
         err_clear(&e);
-        if (w.db == NULL || !db_ok(w.db)) {
+        /* db_check notices a connection the server closed while we slept. */
+        if (w.db == NULL || !db_check(w.db)) {
             disconnect(&w, "connecting");
             if (svc_db_open(w.svc, &w.db, &e) != 0)
                 continue;
