@@ -5,7 +5,8 @@ watches the commands the saga sends on petstore.commands (a private queue bound 
 "inventory" and "payment" gets a copy of each) and its status changes on petstore.order-updates,
 and checks the saga database. The real inventory and payment daemons would answer the same
 commands and race the scripted replies, so the module stops them through the launcher for its
-duration (when it runs against a launcher's system) and starts them again afterwards.
+duration (when it runs against a launcher's system), drops the commands it caused from their
+queues and starts them again afterwards.
 
 Timers: waits are bounded by the saga's timeouts (the SAGA_* variables `./petstore test`
 exports, else the daemon's defaults) plus a margin.
@@ -83,6 +84,24 @@ class Saga:
         self.commands = self.broker.capture("petstore.commands", "inventory", "payment")
         self.updates = self.broker.capture("petstore.order-updates")
         self.db = db.connect("saga")
+        self.orders = set()
+
+    def discard_commands(self):
+        """Removes the commands sent for this module's orders from the work queues of the
+        stopped daemons, so that they do not act on fake orders once they are back; anything
+        else waiting there is returned to its queue."""
+        for queue in ("inventory.commands", "payment.commands"):
+            others = []
+            while True:
+                method, props, _body = self.broker.ch.basic_get(queue, auto_ack=False)
+                if method is None:
+                    break
+                if props.correlation_id in self.orders:
+                    self.broker.ch.basic_ack(method.delivery_tag)
+                else:
+                    others.append(method.delivery_tag)
+            for tag in others:
+                self.broker.ch.basic_nack(tag, requeue=True)
 
     def close(self):
         self.db.close()
@@ -155,6 +174,8 @@ def world():
     with stopped("inventory", "payment"):
         w = Saga()
         yield w
+        if os.environ.get("PETSTORE_HOME"):
+            w.discard_commands()
         w.close()
 
 
@@ -167,6 +188,7 @@ class Order:
         self.user_id = str(uuid.uuid4())
         self.pet_ids = [str(uuid.uuid4()) for _ in range(pets)]
         self.total_cents = total_cents
+        world.orders.add(self.id)
 
     def place(self):
         return self.send("order.placed.v1", {
