@@ -197,8 +197,9 @@ static saga_origin_t origin_of(const svc_msg_t *m)
 
 /* order.placed: create the saga (version 1, PENDING), then apply PLACED. A saga that exists
  * already (the same order placed again under a new message id) only sees PLACED ignored. */
-static int on_placed(db_conn_t *db, const svc_msg_t *m, void *app, err_t *e)
+static int on_placed(db_conn_t *db, const svc_msg_t *m, void *arg, err_t *e)
 {
+    const saga_app_t *app = arg;
     saga_row_t row;
     int created = 0;
     memset(&row, 0, sizeof(row));
@@ -206,6 +207,8 @@ static int on_placed(db_conn_t *db, const svc_msg_t *m, void *app, err_t *e)
     if (rc != 0)
         return rc;
     rc = saga_store_create(db, &row, m->env->message_id, &created, e);
+    if (rc == 0 && created)
+        metrics_counter_add(app->m_transitions[SAGA_PENDING], 1);
     if (rc == 0 && !created) {
         char order_id[SAGA_UUID_LEN + 1];
         memcpy(order_id, row.order_id, sizeof(order_id));
