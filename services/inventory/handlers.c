@@ -1,349 +1,456 @@
-/* handlers: the inventory's commands.
+/* handlers: list_pet, reserve, release and confirm_sale (see inventory.h).
  *
- * Every handler runs inside the consumer's batch transaction (svc.h). The reservation row of an
- * order is read FOR UPDATE first: it serialises every command about that order and records the
- * final answer, so a repeated or late command (redelivered, re-sent by the saga, or arriving
- * after its compensation when several instances compete) is answered exactly as before and
- * never changes a pet twice.
+ * Concurrency. Commands of one order are serialised by the order's reservation row: every
+ * statement starts with `SELECT ... FOR UPDATE` on it, and the statements that may create it
+ * (reserve; release writes a tombstone) use `INSERT ... ON CONFLICT DO NOTHING`, which waits for
+ * a concurrent insert of the same order to finish. Pets are locked `FOR UPDATE` in id order, after
+ * the reservation row, so two batches never wait for each other in a cycle over one command's
+ * locks (a batch holds the locks of every command it ran so far, so a deadlock between batches
+ * is still possible; PostgreSQL breaks it and the consumer retries the batch).
  *
- * Invariants (also in the schema): a pet is reserved or sold for exactly one order; a
- * reservation is all or nothing; pets are locked in id order so concurrent batches cannot
- * deadlock; every pet change bumps its version and is announced with
- * inventory.pet_status_changed, correlated by pet id so one pet's events stay in order. */
+ * Snapshots. The statements run under READ COMMITTED, where the sub-statements of a WITH share
+ * the snapshot taken when the statement began. Two consequences shape the SQL:
+ *   - decisions are taken on the rows returned by the FOR UPDATE sub-selects (they are the
+ *     latest committed versions, locked), never on a plain read of the snapshot;
+ *   - the UPDATEs match pets by id only (FROM locked), so a pet that changed after the snapshot
+ *     is updated through PostgreSQL's recheck of the latest version. A filter on a column that
+ *     changed (status = 'available') would be tested against the stale snapshot version and
+ *     silently skip the row.
+ * When the reservation row was committed by someone else after the snapshot was taken, the
+ * FOR UPDATE does not see it and the INSERT finds the conflict: the statement reports no status
+ * at all ("raced") and is simply run again, which then sees the row. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "db_array.h"
 #include "inventory.h"
+#include "metrics.h"
+#include "plan.h"
 
-static const db_stmt_t reservation_stmt = {
-    .name = "inv_reservation",
-    .sql = "SELECT status, pet_ids::text[] FROM reservations WHERE order_id = $1::uuid FOR UPDATE",
-    .nparams = 1,
-};
-
-/* Locks the requested pets that exist, in id order, and says which are available. */
-static const db_stmt_t lock_pets_stmt = {
-    .name = "inv_lock_pets",
-    .sql = "SELECT id::text, status = 'available' FROM pets WHERE id = ANY($1::uuid[]) "
-           "ORDER BY id FOR UPDATE",
-    .nparams = 1,
-};
-
-static const db_stmt_t reserve_stmt = {
-    .name = "inv_reserve",
-    .sql = "WITH upd AS ("
-           "  UPDATE pets SET status = 'reserved', order_id = $1::uuid, version = version + 1,"
-           "         updated_at = now()"
-           "  WHERE id = ANY($2::uuid[]) AND status = 'available' RETURNING id, version,"
-           "         price_cents"
-           "), ins AS ("
-           "  INSERT INTO reservations (order_id, status, pet_ids, total_cents)"
-           "  SELECT $1::uuid, 'reserved', $2::uuid[], coalesce(sum(price_cents), 0) FROM upd"
-           ") SELECT id::text, version FROM upd ORDER BY id",
-    .nparams = 2,
-};
-
-static const db_stmt_t reject_stmt = {
-    .name = "inv_reject",
-    .sql = "INSERT INTO reservations (order_id, status, pet_ids) VALUES ($1::uuid, $2, '{}')",
-    .nparams = 2,
-};
-
-static const db_stmt_t release_stmt = {
-    .name = "inv_release",
-    .sql = "WITH upd AS ("
-           "  UPDATE pets SET status = 'available', order_id = NULL, version = version + 1,"
-           "         updated_at = now()"
-           "  WHERE order_id = $1::uuid AND status = 'reserved' RETURNING id, version"
-           "), res AS ("
-           "  UPDATE reservations SET status = 'released', updated_at = now()"
-           "  WHERE order_id = $1::uuid"
-           ") SELECT id::text, version FROM upd ORDER BY id",
-    .nparams = 1,
-};
-
-static const db_stmt_t sell_stmt = {
-    .name = "inv_sell",
-    .sql = "WITH upd AS ("
-           "  UPDATE pets SET status = 'sold', version = version + 1, updated_at = now()"
-           "  WHERE order_id = $1::uuid AND status = 'reserved' RETURNING id, version"
-           "), res AS ("
-           "  UPDATE reservations SET status = 'sold', updated_at = now()"
-           "  WHERE order_id = $1::uuid"
-           ") SELECT id::text, version FROM upd ORDER BY id",
-    .nparams = 1,
-};
-
-static const db_stmt_t list_stmt = {
-    .name = "inv_list",
-    .sql = "INSERT INTO pets (id, name, species, price_cents) VALUES ($1::uuid, $2, $3, $4::bigint)"
-           " ON CONFLICT (id) DO NOTHING RETURNING version",
+static const db_stmt_t stmt_list_pet = {
+    .name = "inventory_list_pet",
     .nparams = 4,
+    .sql = "WITH ins AS ("
+           "  INSERT INTO pets (id, name, species, price_cents) VALUES ($1, $2, $3, $4)"
+           "  ON CONFLICT (id) DO NOTHING"
+           "  RETURNING name, species, price_cents, status, version"
+           ")"
+           " SELECT name, species, price_cents, status, version, true AS fresh FROM ins"
+           " UNION ALL"
+           " SELECT name, species, price_cents, status, version, false FROM pets"
+           " WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM ins)",
 };
 
-static const char *str(const json_t *payload, const char *key)
+/* $1 order id, $2 pet ids. Columns: prior, status, pet_ids, unavailable, changed. */
+static const db_stmt_t stmt_reserve = {
+    .name = "inventory_reserve",
+    .nparams = 2,
+    .sql = "WITH res AS ("
+           "  SELECT r.status, r.pet_ids, r.unavailable_pet_ids"
+           "  FROM reservations r WHERE r.order_id = $1 FOR UPDATE"
+           "), locked AS ("
+           "  SELECT p.id, p.status, p.price_cents FROM pets p"
+           "  WHERE p.id = ANY ($2::uuid[]) AND NOT EXISTS (SELECT 1 FROM res)"
+           "  ORDER BY p.id FOR UPDATE"
+           "), verdict AS ("
+           "  SELECT ARRAY(SELECT w FROM unnest($2::uuid[]) AS w"
+           "               WHERE NOT EXISTS (SELECT 1 FROM locked l"
+           "                                 WHERE l.id = w AND l.status = 'available')"
+           "               ORDER BY w) AS unavailable,"
+           "         (SELECT coalesce(sum(l.price_cents), 0) FROM locked l) AS total"
+           "), ins AS ("
+           "  INSERT INTO reservations (order_id, status, pet_ids, unavailable_pet_ids,"
+           "                            total_cents)"
+           "  SELECT $1,"
+           "         CASE WHEN cardinality(v.unavailable) = 0 THEN 'reserved' ELSE 'rejected' END,"
+           "         $2::uuid[], v.unavailable,"
+           "         CASE WHEN cardinality(v.unavailable) = 0 THEN v.total ELSE 0 END"
+           "  FROM verdict v WHERE NOT EXISTS (SELECT 1 FROM res)"
+           "  ON CONFLICT (order_id) DO NOTHING"
+           "  RETURNING status"
+           "), upd AS ("
+           "  UPDATE pets p SET status = 'reserved', order_id = $1, version = p.version + 1,"
+           "                    updated_at = now()"
+           "  FROM locked l"
+           "  WHERE p.id = l.id AND EXISTS (SELECT 1 FROM ins WHERE ins.status = 'reserved')"
+           "  RETURNING p.id, p.version"
+           ")"
+           " SELECT coalesce((SELECT status FROM res), '') AS prior,"
+           "        coalesce((SELECT status FROM ins), (SELECT status FROM res), '') AS status,"
+           "        coalesce((SELECT pet_ids FROM res), $2::uuid[]) AS pet_ids,"
+           "        coalesce((SELECT unavailable_pet_ids FROM res),"
+           "                 (SELECT unavailable FROM verdict)) AS unavailable,"
+           "        (SELECT coalesce(json_agg(json_build_array(u.id, u.version) ORDER BY u.id),"
+           "                         '[]') FROM upd u) AS changed",
+};
+
+/* $1 order id. Columns: prior, status, pet_ids, changed. */
+static const db_stmt_t stmt_release = {
+    .name = "inventory_release",
+    .nparams = 1,
+    .sql = "WITH res AS ("
+           "  SELECT r.status, r.pet_ids FROM reservations r WHERE r.order_id = $1 FOR UPDATE"
+           "), tomb AS ("
+           "  INSERT INTO reservations (order_id, status)"
+           "  SELECT $1, 'released' WHERE NOT EXISTS (SELECT 1 FROM res)"
+           "  ON CONFLICT (order_id) DO NOTHING"
+           "  RETURNING status"
+           "), locked AS ("
+           "  SELECT p.id FROM pets p, res"
+           "  WHERE res.status = 'reserved' AND p.id = ANY (res.pet_ids)"
+           "    AND p.order_id = $1 AND p.status = 'reserved'"
+           "  ORDER BY p.id FOR UPDATE OF p"
+           "), upd AS ("
+           "  UPDATE pets p SET status = 'available', order_id = NULL, version = p.version + 1,"
+           "                    updated_at = now()"
+           "  FROM locked l WHERE p.id = l.id"
+           "  RETURNING p.id, p.version"
+           "), done AS ("
+           "  UPDATE reservations r SET status = 'released', updated_at = now()"
+           "  FROM res WHERE r.order_id = $1 AND res.status = 'reserved'"
+           "  RETURNING r.status"
+           ")"
+           " SELECT coalesce((SELECT status FROM res), '') AS prior,"
+           "        coalesce((SELECT status FROM done), (SELECT status FROM tomb),"
+           "                 (SELECT status FROM res), '') AS status,"
+           "        coalesce((SELECT pet_ids FROM res), '{}') AS pet_ids,"
+           "        (SELECT coalesce(json_agg(json_build_array(u.id, u.version) ORDER BY u.id),"
+           "                         '[]') FROM upd u) AS changed",
+};
+
+/* $1 order id. Columns: prior, status, pet_ids, changed. */
+static const db_stmt_t stmt_confirm_sale = {
+    .name = "inventory_confirm_sale",
+    .nparams = 1,
+    .sql = "WITH res AS ("
+           "  SELECT r.status, r.pet_ids FROM reservations r WHERE r.order_id = $1 FOR UPDATE"
+           "), locked AS ("
+           "  SELECT p.id FROM pets p, res"
+           "  WHERE res.status = 'reserved' AND p.id = ANY (res.pet_ids)"
+           "    AND p.order_id = $1 AND p.status = 'reserved'"
+           "  ORDER BY p.id FOR UPDATE OF p"
+           "), upd AS ("
+           "  UPDATE pets p SET status = 'sold', version = p.version + 1, updated_at = now()"
+           "  FROM locked l WHERE p.id = l.id"
+           "  RETURNING p.id, p.version"
+           "), done AS ("
+           "  UPDATE reservations r SET status = 'sold', updated_at = now()"
+           "  FROM res WHERE r.order_id = $1 AND res.status = 'reserved'"
+           "  RETURNING r.status"
+           ")"
+           " SELECT coalesce((SELECT status FROM res), '') AS prior,"
+           "        coalesce((SELECT status FROM done), (SELECT status FROM res), '') AS status,"
+           "        coalesce((SELECT pet_ids FROM res), '{}') AS pet_ids,"
+           "        (SELECT coalesce(json_agg(json_build_array(u.id, u.version) ORDER BY u.id),"
+           "                         '[]') FROM upd u) AS changed",
+};
+
+static const char *const cmd_names[] = {
+    [INV_CMD_RESERVE] = "reserve",
+    [INV_CMD_RELEASE] = "release",
+    [INV_CMD_CONFIRM_SALE] = "confirm_sale",
+};
+
+/* The outcomes counted per command: the reply sent, or none. */
+enum { OUT_RESERVED = 0, OUT_REJECTED, OUT_RELEASED, OUT_SOLD, OUT_NONE, OUT__COUNT };
+static const char *const outcome_names[] = {
+    [OUT_RESERVED] = "reserved",
+    [OUT_REJECTED] = "rejected",
+    [OUT_RELEASED] = "released",
+    [OUT_SOLD] = "sale_confirmed",
+    [OUT_NONE] = "none",
+};
+
+struct inventory_app {
+    metrics_counter_t *commands[3][OUT__COUNT];
+    metrics_counter_t *pets_listed;
+    metrics_counter_t *anomalies;
+};
+
+int inventory_app_new(inventory_app_t **out, err_t *e)
 {
-    return json_string_value(json_object_get(payload, key));
+    inventory_app_t *app = calloc(1, sizeof(*app));
+    if (app == NULL)
+        return err_set(e, ERR_NOMEM, "out of memory");
+    const char *help = "Inventory commands handled, by command and the reply they got";
+    for (int c = 0; c < 3; c++) {
+        for (int o = 0; o < OUT__COUNT; o++) {
+            char labels[96];
+            snprintf(labels, sizeof(labels), "command=\"%s\",outcome=\"%s\"", cmd_names[c],
+                     outcome_names[o]);
+            app->commands[c][o] = metrics_counter("petstore_inventory_commands_total", help,
+                                                  labels);
+        }
+    }
+    app->pets_listed = metrics_counter("petstore_inventory_pets_listed_total",
+                                       "Pets added to the catalogue by list_pet", NULL);
+    app->anomalies = metrics_counter(
+        "petstore_inventory_anomalies_total",
+        "Commands that met a state that cannot happen by construction (logged at error level)",
+        NULL);
+    *out = app;
+    return 0;
 }
 
-/* Announces a pet's new status (correlated by pet id, so one pet's events stay ordered). */
-static int emit_pet_status(db_conn_t *db, const svc_msg_t *m, const char *pet_id,
-                           const char *version, const char *status, const char *order_id,
-                           err_t *e)
+void inventory_app_free(inventory_app_t *app)
 {
-    svc_cause_t cause = svc_cause_of("inventory", m);
-    cause.correlation_id = pet_id;
-    json_t *p = json_pack("{s:s,s:s,s:I}", "pet_id", pet_id, "status", status, "version",
-                          (json_int_t)atoll(version));
-    if (p != NULL && order_id != NULL)
-        json_object_set_new(p, "order_id", json_string(order_id));
-    int rc = p ? svc_emit(db, &cause, MSG_INVENTORY_PET_STATUS_CHANGED_V1, p, e)
-               : err_set(e, ERR_NOMEM, "out of memory");
-    json_decref(p);
-    return rc;
+    free(app);
 }
 
-/* Emits one order reply: payload {order_id, <key>: ids}. ids is stolen. */
-static int emit_reply(db_conn_t *db, const svc_msg_t *m, msg_type_t type, const char *key,
-                      json_t *ids, err_t *e)
+static int outcome_of(const inv_plan_t *p)
 {
-    svc_cause_t cause = svc_cause_of("inventory", m);
-    json_t *p = json_pack("{s:s,s:o}", "order_id", str(m->payload, "order_id"), key, ids);
-    int rc = p ? svc_emit(db, &cause, type, p, e) : err_set(e, ERR_NOMEM, "out of memory");
-    json_decref(p);
-    return rc;
+    if (p->n == 0)
+        return OUT_NONE;
+    switch (p->msgs[0].type) {
+    case MSG_INVENTORY_RESERVED_V1:
+        return OUT_RESERVED;
+    case MSG_INVENTORY_RESERVATION_REJECTED_V1:
+        return OUT_REJECTED;
+    case MSG_INVENTORY_RELEASED_V1:
+        return OUT_RELEASED;
+    case MSG_INVENTORY_SALE_CONFIRMED_V1:
+        return OUT_SOLD;
+    default:
+        return OUT_NONE;
+    }
 }
 
-/* Emits pet_status_changed for every (id, version) row of res, and returns their ids. */
-static int announce(db_conn_t *db, const svc_msg_t *m, db_result_t *res, const char *status,
-                    json_t *ids, err_t *e)
+/* The order a command is about. The envelope's correlation_id, when present, must name the
+ * same order: replies inherit it and the outbox partitions by it, so a mismatch would put one
+ * order's messages in two partitions. */
+static int command_order(const svc_msg_t *m, const char **order_id, err_t *e)
 {
-    const char *order_id = strcmp(status, "available") == 0 ? NULL : str(m->payload, "order_id");
-    for (int i = 0; i < db_rows(res); i++) {
-        int rc = emit_pet_status(db, m, db_value(res, i, 0), db_value(res, i, 1), status,
-                                 order_id, e);
+    const char *id = json_string_value(json_object_get(m->payload, "order_id"));
+    if (id == NULL)
+        return err_set(e, ERR_INVALID, "$.order_id: missing");
+    if (m->env->correlation_id[0] != '\0' && strcmp(m->env->correlation_id, id) != 0)
+        return err_set(e, ERR_INVALID, "correlation_id %s does not match $.order_id %s",
+                       m->env->correlation_id, id);
+    *order_id = id;
+    return 0;
+}
+
+/* Writes the plan's messages to the outbox: the reply correlated by the order, each pet event
+ * by its pet (see inventory.h). */
+static int emit_plan(db_conn_t *db, const svc_cause_t *order_cause, const inv_plan_t *p,
+                     err_t *e)
+{
+    for (size_t i = 0; i < p->n; i++) {
+        svc_cause_t cause = *order_cause;
+        if (p->msgs[i].type == MSG_INVENTORY_PET_STATUS_CHANGED_V1)
+            cause.correlation_id = json_string_value(json_object_get(p->msgs[i].payload, "pet_id"));
+        int rc = svc_emit(db, &cause, p->msgs[i].type, p->msgs[i].payload, e);
         if (rc != 0)
             return rc;
-        json_array_append_new(ids, json_string(db_value(res, i, 0)));
     }
     return 0;
 }
 
-/* The order's reservation row: *status "" when none; *pets its pet ids (new reference). */
-static int load_reservation(db_conn_t *db, const char *order_id, char *status, size_t n,
-                            json_t **pets, err_t *e)
+/* Reads the statement's single row into an outcome; the JSON is new (caller decrefs). */
+static int read_outcome(const db_result_t *r, inv_outcome_t *o, json_t **pet_ids,
+                        json_t **unavailable, json_t **changed, err_t *e)
 {
-    db_result_t *res = NULL;
-    const char *params[] = {order_id};
-    int rc = db_exec(db, &reservation_stmt, params, &res, e);
-    if (rc != 0)
-        return rc;
-    status[0] = '\0';
-    *pets = json_array();
-    if (db_rows(res) == 1) {
-        snprintf(status, n, "%s", db_value(res, 0, 0));
-        json_decref(*pets);
-        *pets = db_array_to_json(db_value(res, 0, 1));
-    }
-    db_result_free(res);
+    if (db_rows(r) != 1)
+        return err_set(e, ERR_INTERNAL, "command statement returned %d rows", db_rows(r));
+    if (inv_res_parse(db_value(r, 0, db_col_index(r, "prior")), &o->prior) != 0 ||
+        inv_res_parse(db_value(r, 0, db_col_index(r, "status")), &o->status) != 0)
+        return err_set(e, ERR_INTERNAL, "unknown reservation status");
+    *pet_ids = db_array_to_json(db_value(r, 0, db_col_index(r, "pet_ids")));
+    int col = db_col_index(r, "unavailable");
+    *unavailable = col >= 0 ? db_array_to_json(db_value(r, 0, col)) : json_array();
+    *changed = json_loads(db_value(r, 0, db_col_index(r, "changed")), 0, NULL);
+    if (*pet_ids == NULL || *unavailable == NULL || *changed == NULL)
+        return err_set(e, ERR_INTERNAL, "unreadable command result");
+    o->pet_ids = *pet_ids;
+    o->unavailable = *unavailable;
+    o->changed = *changed;
     return 0;
 }
 
-int inventory_handle_reserve(db_conn_t *db, const svc_msg_t *m, void *app, err_t *e)
+/* Runs a command's statement (again once if it raced a concurrent insert of the order's
+ * reservation), then emits the replies that plan.c decides. */
+static int run_command(db_conn_t *db, const svc_msg_t *m, inventory_app_t *app, inv_cmd_t cmd,
+                       const db_stmt_t *stmt, const char *const *params, const char *order_id,
+                       err_t *e)
 {
-    (void)app;
-    const char *order_id = str(m->payload, "order_id");
-    const json_t *wanted = json_object_get(m->payload, "pet_ids");
-    char status[16];
-    json_t *pets = NULL;
-    db_result_t *res = NULL;
-    char *wanted_pg = NULL;
-    int rc = load_reservation(db, order_id, status, sizeof(status), &pets, e);
-    if (rc != 0)
-        return rc;
-    if (strcmp(status, "reserved") == 0 || strcmp(status, "sold") == 0) {
-        log_info(m->log, "inventory.reserve_repeated", json_pack("{s:s}", "status", status));
-        return emit_reply(db, m, MSG_INVENTORY_RESERVED_V1, "pet_ids", pets, e);
-    }
-    if (status[0] != '\0') {
-        /* Released or rejected before: a late reserve must not lock pets. */
-        json_decref(pets);
-        log_info(m->log, "inventory.reserve_after_close", json_pack("{s:s}", "status", status));
-        return emit_reply(db, m, MSG_INVENTORY_RESERVATION_REJECTED_V1, "unavailable_pet_ids",
-                          json_deep_copy(wanted), e);
-    }
-    json_decref(pets);
+    log_ctx_t lc = *m->log;
+    if (lc.order_id == NULL)
+        lc.order_id = order_id;
+    inv_plan_t plan;
+    memset(&plan, 0, sizeof(plan));
+    int rc = 0;
 
-    wanted_pg = db_array_from_json(wanted);
-    if (wanted_pg == NULL)
-        return err_set(e, ERR_NOMEM, "out of memory");
-    const char *lock_params[] = {wanted_pg};
-    rc = db_exec(db, &lock_pets_stmt, lock_params, &res, e);
-    if (rc != 0)
-        goto out;
-    /* Unavailable = requested but missing, or present but not available. */
-    json_t *unavailable = json_array();
-    size_t i;
-    json_t *id;
-    json_array_foreach(wanted, i, id)
-    {
-        int ok = 0;
-        for (int r = 0; r < db_rows(res); r++)
-            if (strcmp(db_value(res, r, 0), json_string_value(id)) == 0)
-                ok = strcmp(db_value(res, r, 1), "t") == 0;
-        if (!ok)
-            json_array_append(unavailable, id);
-    }
-    db_result_free(res);
-    res = NULL;
-
-    if (json_array_size(unavailable) > 0) {
-        const char *params[] = {order_id, "rejected"};
-        rc = db_exec(db, &reject_stmt, params, NULL, e);
-        if (rc == 0) {
-            log_info(m->log, "inventory.reservation_rejected",
-                     json_pack("{s:O}", "unavailable_pet_ids", unavailable));
-            rc = emit_reply(db, m, MSG_INVENTORY_RESERVATION_REJECTED_V1, "unavailable_pet_ids",
-                            unavailable, e);
-        } else {
-            json_decref(unavailable);
+    for (int attempt = 0;; attempt++) {
+        db_result_t *r = NULL;
+        json_t *pet_ids = NULL, *unavailable = NULL, *changed = NULL;
+        inv_outcome_t o;
+        memset(&o, 0, sizeof(o));
+        rc = db_exec(db, stmt, params, &r, e);
+        if (rc == 0)
+            rc = read_outcome(r, &o, &pet_ids, &unavailable, &changed, e);
+        if (rc == 0)
+            rc = inv_plan(cmd, order_id, &o, &plan, e);
+        db_result_free(r);
+        json_decref(pet_ids);
+        json_decref(unavailable);
+        json_decref(changed);
+        if (rc != 0)
+            goto out;
+        if (!plan.raced)
+            break;
+        if (attempt >= 1) {
+            rc = err_set(e, ERR_RETRY, "%s of order %s raced twice", cmd_names[cmd], order_id);
+            goto out;
         }
-        goto out;
+        inv_plan_clear(&plan);
     }
-    json_decref(unavailable);
-    const char *params[] = {order_id, wanted_pg};
-    rc = db_exec(db, &reserve_stmt, params, &res, e);
+
+    svc_cause_t cause = svc_cause_of(INVENTORY_APP_ID, m);
+    cause.correlation_id = order_id;
+    rc = emit_plan(db, &cause, &plan, e);
     if (rc != 0)
         goto out;
-    if ((size_t)db_rows(res) != json_array_size(wanted)) {
-        /* The pets were locked and available a moment ago in this very transaction. */
-        rc = err_set(e, ERR_INTERNAL, "reserved %d of %zu locked pets", db_rows(res),
-                     json_array_size(wanted));
-        goto out;
+
+    int outcome = outcome_of(&plan);
+    size_t changed_pets = plan.n > 0 ? plan.n - 1 : 0;
+    if (plan.anomaly != NULL) {
+        metrics_counter_add(app->anomalies, 1);
+        log_error(&lc, "inventory.anomaly",
+                  json_pack("{s:s,s:s}", "command", cmd_names[cmd], "anomaly", plan.anomaly));
     }
-    json_t *ids = json_array();
-    rc = announce(db, m, res, "reserved", ids, e);
-    if (rc == 0)
-        rc = emit_reply(db, m, MSG_INVENTORY_RESERVED_V1, "pet_ids", ids, e);
-    else
-        json_decref(ids);
+    metrics_counter_add(app->commands[cmd][outcome], 1);
+    log_info(&lc, "inventory.command",
+             json_pack("{s:s,s:s,s:i}", "command", cmd_names[cmd], "reply",
+                       outcome_names[outcome], "pets_changed", (int)changed_pets));
 out:
-    db_result_free(res);
-    free(wanted_pg);
+    if (rc == ERR_INVALID)
+        log_err(LOG_WARN, &lc, "inventory.command_refused", e);
+    inv_plan_clear(&plan);
     return rc;
 }
 
-/* Moves the order's held pets with stmt (release or sell), announces each pet's new status and
- * replies with their ids. */
-static int move_held_pets(db_conn_t *db, const svc_msg_t *m, const db_stmt_t *stmt,
-                          const char *pet_status, msg_type_t reply, err_t *e)
+static int on_reserve(db_conn_t *db, const svc_msg_t *m, void *app, err_t *e)
 {
-    const char *params[] = {str(m->payload, "order_id")};
-    db_result_t *res = NULL;
-    int rc = db_exec(db, stmt, params, &res, e);
-    if (rc == 0) {
-        json_t *ids = json_array();
-        rc = announce(db, m, res, pet_status, ids, e);
-        if (rc == 0)
-            rc = emit_reply(db, m, reply, "pet_ids", ids, e);
-        else
-            json_decref(ids);
-    }
-    db_result_free(res);
+    const char *order_id = NULL;
+    int rc = command_order(m, &order_id, e);
+    if (rc != 0)
+        return rc;
+    char *pet_ids = db_array_from_json(json_object_get(m->payload, "pet_ids"));
+    if (pet_ids == NULL)
+        return err_set(e, ERR_NOMEM, "out of memory");
+    const char *params[] = {order_id, pet_ids};
+    rc = run_command(db, m, app, INV_CMD_RESERVE, &stmt_reserve, params, order_id, e);
+    free(pet_ids);
     return rc;
 }
 
-int inventory_handle_release(db_conn_t *db, const svc_msg_t *m, void *app, err_t *e)
+static int on_release(db_conn_t *db, const svc_msg_t *m, void *app, err_t *e)
 {
-    (void)app;
-    const char *order_id = str(m->payload, "order_id");
-    char status[16];
-    json_t *pets = NULL;
-    int rc = load_reservation(db, order_id, status, sizeof(status), &pets, e);
+    const char *order_id = NULL;
+    int rc = command_order(m, &order_id, e);
     if (rc != 0)
         return rc;
-    json_decref(pets);
-    if (status[0] == '\0') {
-        /* The release overtook its reserve: leave a tombstone so the reserve is refused. */
-        const char *params[] = {order_id, "released"};
-        rc = db_exec(db, &reject_stmt, params, NULL, e);
-        if (rc == 0)
-            rc = emit_reply(db, m, MSG_INVENTORY_RELEASED_V1, "pet_ids", json_array(), e);
-        return rc;
-    }
-    if (strcmp(status, "sold") == 0) {
-        log_error(m->log, "inventory.release_after_sale",
-                  json_pack("{s:s}", "why", "an order that was sold cannot be released; an "
-                                            "operator must look at this saga"));
-        return 0;
-    }
-    if (strcmp(status, "reserved") != 0) /* released or rejected: nothing is held */
-        return emit_reply(db, m, MSG_INVENTORY_RELEASED_V1, "pet_ids", json_array(), e);
-
-    return move_held_pets(db, m, &release_stmt, "available", MSG_INVENTORY_RELEASED_V1, e);
+    const char *params[] = {order_id};
+    return run_command(db, m, app, INV_CMD_RELEASE, &stmt_release, params, order_id, e);
 }
 
-int inventory_handle_confirm_sale(db_conn_t *db, const svc_msg_t *m, void *app, err_t *e)
+static int on_confirm_sale(db_conn_t *db, const svc_msg_t *m, void *app, err_t *e)
 {
-    (void)app;
-    const char *order_id = str(m->payload, "order_id");
-    char status[16];
-    json_t *pets = NULL;
-    int rc = load_reservation(db, order_id, status, sizeof(status), &pets, e);
+    const char *order_id = NULL;
+    int rc = command_order(m, &order_id, e);
     if (rc != 0)
         return rc;
-    if (strcmp(status, "sold") == 0)
-        return emit_reply(db, m, MSG_INVENTORY_SALE_CONFIRMED_V1, "pet_ids", pets, e);
-    json_decref(pets);
-    if (strcmp(status, "reserved") != 0) {
-        log_error(m->log, "inventory.confirm_without_reservation",
-                  json_pack("{s:s}", "reservation", status[0] ? status : "none"));
-        return 0;
-    }
-    return move_held_pets(db, m, &sell_stmt, "sold", MSG_INVENTORY_SALE_CONFIRMED_V1, e);
+    const char *params[] = {order_id};
+    return run_command(db, m, app, INV_CMD_CONFIRM_SALE, &stmt_confirm_sale, params, order_id, e);
 }
 
-int inventory_list_pet(db_conn_t *db, const svc_cause_t *cause, const char *pet_id,
-                       const char *name, const char *species, long long price_cents,
-                       int *inserted, err_t *e)
+int inventory_list_pet(db_conn_t *db, const svc_cause_t *cause, const inventory_pet_t *pet,
+                       int announce_existing, int *inserted, err_t *e)
 {
-    char price[24];
-    snprintf(price, sizeof(price), "%lld", price_cents);
-    const char *params[] = {pet_id, name, species, price};
-    db_result_t *res = NULL;
-    int rc = db_exec(db, &list_stmt, params, &res, e);
-    if (rc != 0)
-        return rc;
-    int added = db_rows(res) == 1;
-    db_result_free(res);
+    char price_text[32];
+    snprintf(price_text, sizeof(price_text), "%lld", pet->price_cents);
+    const char *params[] = {pet->id, pet->name, pet->species, price_text};
+    db_result_t *r = NULL;
+    json_t *listed = NULL;
+    int rc;
+
+    for (int attempt = 0;; attempt++) {
+        rc = db_exec(db, &stmt_list_pet, params, &r, e);
+        if (rc != 0)
+            goto out;
+        if (db_rows(r) == 1)
+            break;
+        /* Listed by a concurrent transaction after this statement's snapshot: look again. */
+        db_result_free(r);
+        r = NULL;
+        if (attempt >= 1) {
+            rc = err_set(e, ERR_RETRY, "list_pet of %s raced twice", pet->id);
+            goto out;
+        }
+    }
+    int64_t price = 0, version = 0;
+    if (db_value_int64(r, 0, 2, &price) != 0 || db_value_int64(r, 0, 4, &version) != 0) {
+        rc = err_set(e, ERR_INTERNAL, "unreadable pet row");
+        goto out;
+    }
+    int fresh = strcmp(db_value(r, 0, 5), "t") == 0;
+    if (!fresh && (strcmp(db_value(r, 0, 0), pet->name) != 0 ||
+                   strcmp(db_value(r, 0, 1), pet->species) != 0 || price != pet->price_cents)) {
+        rc = err_set(e, ERR_INVALID, "pet %s is already listed with other attributes", pet->id);
+        goto out;
+    }
     if (inserted != NULL)
-        *inserted = added;
-    if (!added)
-        return 0;
+        *inserted = fresh;
+    if (!fresh && !announce_existing)
+        goto out;
+    listed = json_pack("{s:s,s:s,s:s,s:I,s:s,s:I}", "pet_id", pet->id, "name", db_value(r, 0, 0),
+                       "species", db_value(r, 0, 1), "price_cents", (json_int_t)price, "status",
+                       db_value(r, 0, 3), "version", (json_int_t)version);
+    if (listed == NULL) {
+        rc = err_set(e, ERR_NOMEM, "out of memory");
+        goto out;
+    }
     svc_cause_t c = *cause;
-    c.correlation_id = pet_id;
-    json_t *p = json_pack("{s:s,s:s,s:s,s:I,s:s,s:i}", "pet_id", pet_id, "name", name, "species",
-                          species, "price_cents", (json_int_t)price_cents, "status", "available",
-                          "version", 1);
-    rc = p ? svc_emit(db, &c, MSG_INVENTORY_PET_LISTED_V1, p, e)
-           : err_set(e, ERR_NOMEM, "out of memory");
-    json_decref(p);
+    c.correlation_id = pet->id;
+    rc = svc_emit(db, &c, MSG_INVENTORY_PET_LISTED_V1, listed, e);
+out:
+    json_decref(listed);
+    db_result_free(r);
     return rc;
 }
 
-int inventory_handle_list_pet(db_conn_t *db, const svc_msg_t *m, void *app, err_t *e)
+/* list_pet is idempotent on pet_id: a repeated command for a pet already listed is answered with
+ * the pet as it is now (its status may have moved on). The same id with other attributes is a
+ * client's mistake that no retry can fix: the command is refused as poison. */
+static int on_list_pet(db_conn_t *db, const svc_msg_t *m, void *app_, err_t *e)
 {
-    (void)app;
-    svc_cause_t cause = svc_cause_of("inventory", m);
+    inventory_app_t *app = app_;
+    const json_t *p = m->payload;
+    inventory_pet_t pet = {
+        .id = json_string_value(json_object_get(p, "pet_id")),
+        .name = json_string_value(json_object_get(p, "name")),
+        .species = json_string_value(json_object_get(p, "species")),
+        .price_cents = (long long)json_integer_value(json_object_get(p, "price_cents")),
+    };
+    svc_cause_t cause = svc_cause_of(INVENTORY_APP_ID, m);
     int inserted = 0;
-    int rc = inventory_list_pet(db, &cause, str(m->payload, "pet_id"), str(m->payload, "name"),
-                                str(m->payload, "species"),
-                                json_integer_value(json_object_get(m->payload, "price_cents")),
-                                &inserted, e);
-    if (rc == 0 && !inserted)
-        log_info(m->log, "inventory.pet_exists",
-                 json_pack("{s:s}", "pet_id", str(m->payload, "pet_id")));
-    return rc;
+    int rc = inventory_list_pet(db, &cause, &pet, 1, &inserted, e);
+    if (rc == ERR_INVALID)
+        log_err(LOG_WARN, m->log, "inventory.command_refused", e);
+    if (rc != 0)
+        return rc;
+    if (inserted)
+        metrics_counter_add(app->pets_listed, 1);
+    log_info(m->log, "inventory.pet_listed",
+             json_pack("{s:s,s:s,s:b}", "pet_id", pet.id, "species", pet.species, "new", inserted));
+    return 0;
 }
+
+const svc_route_t inventory_routes[] = {
+    {MSG_INVENTORY_LIST_PET_V1, on_list_pet},
+    {MSG_INVENTORY_RESERVE_V1, on_reserve},
+    {MSG_INVENTORY_RELEASE_V1, on_release},
+    {MSG_INVENTORY_CONFIRM_SALE_V1, on_confirm_sale},
+};
+const size_t inventory_n_routes = sizeof(inventory_routes) / sizeof(inventory_routes[0]);

@@ -11,24 +11,8 @@
 #include "inventory.h"
 #include "inventory_migrations.h"
 
-static const svc_route_t command_routes[] = {
-    {MSG_INVENTORY_LIST_PET_V1, inventory_handle_list_pet},
-    {MSG_INVENTORY_RESERVE_V1, inventory_handle_reserve},
-    {MSG_INVENTORY_RELEASE_V1, inventory_handle_release},
-    {MSG_INVENTORY_CONFIRM_SALE_V1, inventory_handle_confirm_sale},
-};
-
-static const svc_consumer_def_t consumers[] = {
-    {.queue = "inventory.commands",
-     .inbox_name = "inventory",
-     .routes = command_routes,
-     .n_routes = sizeof(command_routes) / sizeof(command_routes[0])},
-};
-
-static const struct demo_pet {
-    const char *id, *name, *species;
-    long long price_cents;
-} demo_pets[] = {
+/* The demo catalogue: fixed ids, so demos, tests and operators can name the pets. */
+static const inventory_pet_t demo_pets[] = {
     {"5e7d0000-0000-4000-8000-000000000001", "Rex", "dog", 45000},
     {"5e7d0000-0000-4000-8000-000000000002", "Bella", "dog", 52000},
     {"5e7d0000-0000-4000-8000-000000000003", "Max", "dog", 38000},
@@ -43,29 +27,41 @@ static const struct demo_pet {
     {"5e7d0000-0000-4000-8000-00000000000c", "Clover", "rabbit", 7200},
 };
 
+static const cfg_var_t seed_vars[] = {
+    {.name = "DATABASE_URL", .kind = CFG_CONNINFO, .required = 1, .secret = 1,
+     .help = "libpq connection string of the inventory database"},
+    {.name = "LOG_LEVEL", .kind = CFG_ENUM, .default_value = "info",
+     .enum_values = (const char *const[]){"debug", "info", "warn", "error", NULL},
+     .help = "minimum level logged"},
+};
+
+/* Migrates (so a seed on a fresh database works), then lists the missing demo pets and their
+ * pet_listed outbox rows in ONE transaction: all of them or none. Pets already there are left
+ * as they are and not announced again. */
 static int seed_demo(void)
 {
-    const char *url = getenv("DATABASE_URL");
-    if (url == NULL || url[0] == '\0') {
-        fprintf(stderr, "inventory: configuration error: DATABASE_URL: required but not set\n");
-        return 78;
-    }
-    log_init("inventory", LOG_INFO, 1);
+    cfg_t *cfg = NULL;
+    cfg_load_or_exit(INVENTORY_APP_ID, seed_vars, sizeof(seed_vars) / sizeof(seed_vars[0]), &cfg);
+    log_level_t level = LOG_INFO;
+    if (log_level_parse(cfg_str(cfg, "LOG_LEVEL"), &level) != 0)
+        level = LOG_INFO;
+    log_init(INVENTORY_APP_ID, level, 1);
+
     db_conn_t *db = NULL;
     err_t e;
     err_clear(&e);
-    int listed = 0, rc = db_open_retry(url, 30000, NULL, &db, &e);
+    int listed = 0;
+    int rc = db_open_retry(cfg_str(cfg, "DATABASE_URL"), 30000, NULL, &db, &e);
     if (rc == 0)
         rc = db_migrate_runtime(db, &e);
     if (rc == 0)
-        rc = db_migrate(db, "inventory", inventory_migrations, inventory_n_migrations, &e);
+        rc = db_migrate(db, INVENTORY_APP_ID, inventory_migrations, inventory_migrations_count, &e);
     if (rc == 0)
         rc = db_begin(db, &e);
-    svc_cause_t cause = {.app_id = "inventory"};
+    const svc_cause_t cause = {.app_id = INVENTORY_APP_ID};
     for (size_t i = 0; rc == 0 && i < sizeof(demo_pets) / sizeof(demo_pets[0]); i++) {
         int inserted = 0;
-        rc = inventory_list_pet(db, &cause, demo_pets[i].id, demo_pets[i].name,
-                                demo_pets[i].species, demo_pets[i].price_cents, &inserted, &e);
+        rc = inventory_list_pet(db, &cause, &demo_pets[i], 0, &inserted, &e);
         listed += inserted;
     }
     if (rc == 0)
@@ -73,24 +69,50 @@ static int seed_demo(void)
     else if (db != NULL)
         db_rollback(db);
     db_close(db);
+    cfg_free(cfg);
     if (rc != 0) {
         log_err(LOG_ERROR, NULL, "inventory.seed_failed", &e);
         return 1;
     }
-    log_info(NULL, "inventory.seeded", json_pack("{s:i}", "new_pets", listed));
+    log_info(NULL, "inventory.seeded",
+             json_pack("{s:i,s:i}", "new_pets", listed, "demo_pets",
+                       (int)(sizeof(demo_pets) / sizeof(demo_pets[0]))));
     return 0;
+}
+
+static int inventory_init(svc_t *svc, void **app, err_t *e)
+{
+    (void)svc;
+    inventory_app_t *a = NULL;
+    int rc = inventory_app_new(&a, e);
+    if (rc == 0)
+        *app = a;
+    return rc;
+}
+
+static void inventory_fini(void *app)
+{
+    inventory_app_free(app);
 }
 
 int main(int argc, char **argv)
 {
     if (argc == 2 && strcmp(argv[1], "--seed-demo") == 0)
         return seed_demo();
+    const svc_consumer_def_t consumer = {
+        .queue = "inventory.commands",
+        .inbox_name = INVENTORY_APP_ID,
+        .routes = inventory_routes,
+        .n_routes = inventory_n_routes,
+    };
     svc_def_t def = {
-        .name = "inventory",
+        .name = INVENTORY_APP_ID,
         .migrations = inventory_migrations,
-        .n_migrations = inventory_n_migrations,
-        .consumers = consumers,
-        .n_consumers = sizeof(consumers) / sizeof(consumers[0]),
+        .n_migrations = inventory_migrations_count,
+        .consumers = &consumer,
+        .n_consumers = 1,
+        .init = inventory_init,
+        .fini = inventory_fini,
     };
     return svc_main(argc, argv, &def);
 }
