@@ -2,12 +2,15 @@
 real inventory process and relay. Also the consumer loop's guarantees: inbox dedup and
 dead-lettering of poison."""
 import json
+import subprocess
 import uuid
 
+import psycopg2
 import pytest
 
 import db
 from amqp import Broker, envelope, get_all, queue_info
+from petstore_env import binary, need
 from wait import wait_until
 
 
@@ -173,3 +176,215 @@ def test_poison_is_dead_lettered_with_its_failure_and_changes_nothing(inv):
     assert statuses(conn, pets) == {pets[0]: "available"}
     wait_until(lambda: queue_info("inventory.commands").get("messages") == 0,
                what="the work queue drained")
+
+
+def lock_waiters(conn):
+    """Backends of this database waiting for a lock (the daemon's, in these tests)."""
+    return db.value(conn, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()")
+
+
+class Concurrent:
+    """An open transaction of another writer, committed on demand and rolled back otherwise, so a
+    failing test never leaves the daemon waiting on its locks."""
+
+    def __init__(self, *statements):
+        self.conn = db.connect("inventory")
+        self.conn.autocommit = False
+        with self.conn.cursor() as cur:
+            for sql, args in statements:
+                cur.execute(sql, args)
+
+    def commit(self):
+        self.conn.commit()
+
+    def close(self):
+        self.conn.rollback()
+        self.conn.close()
+
+
+def settle_after(broker, cap):
+    """Everything the inventory answered before a marker command sent now was answered."""
+    marker = str(uuid.uuid4())
+    send(broker, "inventory.release.v1", {"order_id": marker})
+    reply(cap, marker, "inventory.released.v1")
+    return cap.settle(0.3)
+
+
+def dead_lettered(broker, message_ids):
+    """Waits for the messages in inventory.commands.dlq; returns {message_id: (props, body)}."""
+    seen = {}
+    wait_until(lambda: seen.update({p.message_id: (p, b)
+                                    for _m, p, b in get_all("inventory.commands.dlq", broker)})
+               or set(message_ids) <= set(seen), what="the poison in inventory.commands.dlq")
+    return seen
+
+
+def test_a_repeated_reserve_of_a_rejected_order_names_the_same_pets(inv):
+    broker, cap, conn = inv
+    free = new_pets(conn, 1)
+    missing = str(uuid.uuid4())
+    order = str(uuid.uuid4())
+    for _ in range(2):
+        send(broker, "inventory.reserve.v1", {"order_id": order, "pet_ids": free + [missing]})
+    for _m, _p, body in reply(cap, order, "inventory.reservation_rejected.v1", count=2):
+        assert json.loads(body)["unavailable_pet_ids"] == [missing]
+    assert statuses(conn, free) == {free[0]: "available"}
+
+
+def test_a_pet_freed_while_a_reserve_waits_for_it_is_reserved(inv):
+    broker, cap, conn = inv
+    pet = new_pets(conn, 1)[0]
+    holder = str(uuid.uuid4())
+    db.rows(conn, "UPDATE pets SET status = 'reserved', order_id = %s, version = 2 WHERE id = %s",
+            holder, pet)
+    release = Concurrent(("UPDATE pets SET status = 'available', order_id = NULL, version = 3"
+                          " WHERE id = %s", (pet,)))
+    try:
+        order = str(uuid.uuid4())
+        send(broker, "inventory.reserve.v1", {"order_id": order, "pet_ids": [pet]})
+        wait_until(lambda: lock_waiters(conn) > 0, what="the reserve waiting for the pet")
+        release.commit()
+    finally:
+        release.close()
+    reply(cap, order, "inventory.reserved.v1")
+    (_m, _p, body), = cap.wait_for(lambda m, p, b: p.correlation_id == pet, what="the change")
+    assert json.loads(body) == {"pet_id": pet, "status": "reserved", "version": 4,
+                                "order_id": order}
+    assert db.rows(conn, "SELECT status, order_id::text, version FROM pets WHERE id = %s", pet) \
+        == [{"status": "reserved", "order_id": order, "version": 4}]
+    assert db.value(conn, "SELECT status FROM reservations WHERE order_id = %s", order) \
+        == "reserved"
+
+
+def test_a_release_committed_while_its_reserve_waits_makes_the_reserve_fail(inv):
+    broker, cap, conn = inv
+    pet = new_pets(conn, 1)[0]
+    order = str(uuid.uuid4())
+    tombstone = Concurrent(("INSERT INTO reservations (order_id, status) VALUES (%s, 'released')",
+                            (order,)))
+    try:
+        send(broker, "inventory.reserve.v1", {"order_id": order, "pet_ids": [pet]})
+        wait_until(lambda: lock_waiters(conn) > 0, what="the reserve waiting for the tombstone")
+        tombstone.commit()
+    finally:
+        tombstone.close()
+    (_m, _p, body), = reply(cap, order, "inventory.reservation_rejected.v1")
+    assert json.loads(body)["unavailable_pet_ids"] == []
+    assert db.rows(conn, "SELECT status, version FROM pets WHERE id = %s", pet) \
+        == [{"status": "available", "version": 1}]
+
+
+def test_a_reserve_committed_while_its_release_waits_is_released(inv):
+    broker, cap, conn = inv
+    pet = new_pets(conn, 1)[0]
+    order = str(uuid.uuid4())
+    reserve = Concurrent(
+        ("INSERT INTO reservations (order_id, status, pet_ids, total_cents)"
+         " VALUES (%s, 'reserved', ARRAY[%s]::uuid[], 1000)", (order, pet)),
+        ("UPDATE pets SET status = 'reserved', order_id = %s, version = 2 WHERE id = %s",
+         (order, pet)))
+    try:
+        send(broker, "inventory.release.v1", {"order_id": order})
+        wait_until(lambda: lock_waiters(conn) > 0, what="the release waiting for the reserve")
+        reserve.commit()
+    finally:
+        reserve.close()
+    (_m, _p, body), = reply(cap, order, "inventory.released.v1")
+    assert json.loads(body)["pet_ids"] == [pet]
+    assert db.rows(conn, "SELECT status, order_id, version FROM pets WHERE id = %s", pet) \
+        == [{"status": "available", "order_id": None, "version": 3}]
+    assert db.value(conn, "SELECT status FROM reservations WHERE order_id = %s", order) \
+        == "released"
+
+
+def test_commands_out_of_turn_are_answered_by_nothing_and_change_nothing(inv):
+    broker, cap, conn = inv
+    pets = new_pets(conn, 1)
+    sold = str(uuid.uuid4())
+    send(broker, "inventory.reserve.v1", {"order_id": sold, "pet_ids": pets})
+    send(broker, "inventory.confirm_sale.v1", {"order_id": sold})
+    reply(cap, sold, "inventory.sale_confirmed.v1")
+    unknown = str(uuid.uuid4())
+    send(broker, "inventory.release.v1", {"order_id": sold})
+    send(broker, "inventory.confirm_sale.v1", {"order_id": unknown})
+    seen = settle_after(broker, cap)
+    assert not [p for _m, p, _b in seen if p.correlation_id == unknown]
+    assert not [p for _m, p, _b in seen
+                if p.correlation_id == sold and p.type == "inventory.released.v1"]
+    assert statuses(conn, pets) == {pets[0]: "sold"}
+    assert db.value(conn, "SELECT count(*) FROM reservations WHERE order_id = %s", unknown) == 0
+
+
+def test_list_pet_lists_a_pet_once_and_answers_every_time(inv):
+    broker, cap, conn = inv
+    pet = {"pet_id": str(uuid.uuid4()), "name": "Pip", "species": "hamster", "price_cents": 2500}
+    send(broker, "inventory.list_pet.v1", pet)
+    send(broker, "inventory.list_pet.v1", pet)
+    listed = cap.wait_for(lambda m, p, b: p.type == "inventory.pet_listed.v1"
+                          and p.correlation_id == pet["pet_id"], count=2, what="two listings")
+    for _m, _p, body in listed:
+        assert json.loads(body) == dict(pet, status="available", version=1)
+    assert db.rows(conn, "SELECT name, species, price_cents, status, version FROM pets"
+                   " WHERE id = %s", pet["pet_id"]) == [
+        {"name": "Pip", "species": "hamster", "price_cents": 2500, "status": "available",
+         "version": 1}]
+
+
+def test_semantically_impossible_commands_are_dead_lettered_by_the_handler(inv):
+    broker, cap, conn = inv
+    pet = {"pet_id": str(uuid.uuid4()), "name": "Pip", "species": "hamster", "price_cents": 2500}
+    send(broker, "inventory.list_pet.v1", pet)
+    cap.wait_for(lambda m, p, b: p.correlation_id == pet["pet_id"], what="the listing")
+    relisted = send(broker, "inventory.list_pet.v1", dict(pet, price_cents=1))
+    pets = new_pets(conn, 1)
+    order = str(uuid.uuid4())
+    mismatched = broker.publish("inventory.reserve.v1", {"order_id": order, "pet_ids": pets},
+                                correlation_id=str(uuid.uuid4()))
+    seen = dead_lettered(broker, [relisted, mismatched])
+    for mid in (relisted, mismatched):
+        headers = seen[mid][0].headers
+        assert headers["x-petstore-failure-class"] == "handler"
+        assert headers["x-petstore-error-code"] == "ERR_INVALID"
+    assert "other attributes" in seen[relisted][0].headers["x-petstore-error"]
+    assert "does not match" in seen[mismatched][0].headers["x-petstore-error"]
+    assert db.value(conn, "SELECT price_cents FROM pets WHERE id = %s", pet["pet_id"]) == 2500
+    assert statuses(conn, pets) == {pets[0]: "available"}
+    assert db.value(conn, "SELECT count(*) FROM reservations WHERE order_id = %s", order) == 0
+
+
+@pytest.fixture
+def scratch_db():
+    name = "inv_" + uuid.uuid4().hex[:12]
+    admin = db.admin()
+    db.rows(admin, f"CREATE DATABASE {name}")
+    yield need("PETSTORE_PG_ADMIN_URL") + f" dbname={name}"
+    db.rows(admin, f"DROP DATABASE {name} WITH (FORCE)")
+    admin.close()
+
+
+def seed(url):
+    out = subprocess.run([binary("services/inventory/inventory"), "--seed-demo"],
+                         env={"DATABASE_URL": url, "PATH": "/usr/bin"}, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    return [line for line in lines if line["message"] == "inventory.seeded"][0]["new_pets"]
+
+
+def test_seed_demo_lists_the_demo_pets_once_on_a_fresh_database(scratch_db):
+    assert seed(scratch_db) == 12, "migrates the fresh database, then lists every demo pet"
+    assert seed(scratch_db) == 0, "and lists nothing the second time"
+    conn = psycopg2.connect(scratch_db)
+    conn.autocommit = True
+    pets = db.rows(conn, "SELECT id::text, species, status, version FROM pets ORDER BY id")
+    assert len(pets) == 12
+    assert {p["species"] for p in pets} == {"dog", "cat", "bird", "fish", "rabbit"}
+    assert all(p["status"] == "available" and p["version"] == 1 for p in pets)
+    listed = db.rows(conn, "SELECT correlation_id, type, exchange, routing_key, body FROM outbox")
+    assert sorted(r["correlation_id"] for r in listed) == [p["id"] for p in pets]
+    for r in listed:
+        assert (r["type"], r["exchange"], r["routing_key"]) == (
+            "inventory.pet_listed.v1", "petstore.events", "inventory.pet_listed")
+        assert json.loads(r["body"])["status"] == "available"
+    conn.close()
