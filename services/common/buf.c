@@ -1,18 +1,32 @@
-/* buf: see buf.h. */
+/* buf: see buf.h.
+ *
+ * Capacity doubles from 256 bytes, so n appends cost O(n) copies overall. Every size
+ * computation is checked for overflow before it is used: a request too large to represent is
+ * reported as ERR_NOMEM, like any other allocation that cannot succeed. */
 #include "buf.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* Makes room for extra more bytes plus the terminating NUL. */
 static int reserve(buf_t *b, size_t extra)
 {
-    if (b->len + extra + 1 <= b->cap)
+    if (extra > SIZE_MAX - 1 - b->len)
+        return ERR_NOMEM;
+    size_t need = b->len + extra + 1;
+    if (need <= b->cap)
         return 0;
     size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + extra + 1)
+    while (cap < need) {
+        if (cap > SIZE_MAX / 2) {
+            cap = need;
+            break;
+        }
         cap *= 2;
+    }
     char *grown = realloc(b->data, cap);
     if (grown == NULL)
         return ERR_NOMEM;
@@ -63,6 +77,8 @@ void buf_reset(buf_t *b)
 
 void buf_free(buf_t *b)
 {
+    if (b == NULL)
+        return;
     free(b->data);
     b->data = NULL;
     b->len = b->cap = 0;
