@@ -1,6 +1,9 @@
 /* uuid: v7 keeps a process-wide (milliseconds, counter) pair under a mutex so that two ids made
  * in the same millisecond still sort in creation order (RFC 9562 method 1: a 12-bit counter in
- * rand_a, seeded randomly each new millisecond). */
+ * rand_a, seeded randomly each new millisecond with its top bit clear, so at least 2048 ids fit
+ * in a millisecond before the counter overflows). On overflow, or when the wall clock steps
+ * back, the stored millisecond is advanced instead: the timestamp may run slightly ahead of the
+ * clock, but ordering is never broken. */
 #include "uuid.h"
 
 #include <pthread.h>

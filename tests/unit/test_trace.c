@@ -1,4 +1,4 @@
-/* Unit tests of W3C traceparent handling and of identifiers. */
+/* Unit tests of W3C traceparent handling. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,7 +8,6 @@
 #include <cmocka.h>
 
 #include "trace.h"
-#include "uuid.h"
 
 static void test_a_valid_traceparent_is_parsed(void **state)
 {
@@ -74,29 +73,6 @@ static void test_a_child_span_keeps_the_trace_and_gets_a_new_span(void **state)
     assert_string_not_equal(again.trace_id, root.trace_id);
 }
 
-static void test_uuid_v7_ids_are_valid_versioned_and_ordered(void **state)
-{
-    (void)state;
-    char prev[UUID_STR_LEN] = "";
-    for (int i = 0; i < 5000; i++) {
-        char id[UUID_STR_LEN];
-        uuid_v7(id);
-        assert_true(uuid_valid(id));
-        assert_int_equal(id[14], '7');
-        assert_true(strchr("89ab", id[19]) != NULL);
-        assert_true(strcmp(prev, id) < 0);
-        memcpy(prev, id, sizeof(id));
-    }
-    char v4[UUID_STR_LEN];
-    uuid_v4(v4);
-    assert_true(uuid_valid(v4));
-    assert_int_equal(v4[14], '4');
-    assert_false(uuid_valid("0190A1B2-C3D4-7E5F-8A9B-0C1D2E3F4A5B"));
-    assert_false(uuid_valid("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5"));
-    assert_false(uuid_valid("0190a1b2c3d47e5f8a9b0c1d2e3f4a5b1234"));
-    assert_false(uuid_valid(NULL));
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -104,7 +80,6 @@ int main(void)
         cmocka_unit_test(test_invalid_traceparents_are_refused),
         cmocka_unit_test(test_a_future_version_is_read_by_its_first_55_characters),
         cmocka_unit_test(test_a_child_span_keeps_the_trace_and_gets_a_new_span),
-        cmocka_unit_test(test_uuid_v7_ids_are_valid_versioned_and_ordered),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
