@@ -30,10 +30,10 @@ int sf_user(http_request_t *req, db_conn_t *db, char *user_id);
 int sf_admin(http_request_t *req);
 /* Answers a database failure: 503 + Retry-After for ERR_RETRY, else 500. */
 void sf_db_error(http_request_t *req, const err_t *e);
-/* 422 with errors = [{field, detail}] (errors stolen). */
+/* 422 with errors = [{field, message}] (errors stolen). */
 void sf_invalid(http_request_t *req, json_t *errors);
-/* Appends {field, detail} to errors. */
-void sf_error(json_t *errors, const char *field, const char *detail);
+/* Appends {field, message} to errors. */
+void sf_error(json_t *errors, const char *field, const char *message);
 /* SQL fragment that renders a timestamptz column as RFC 3339 UTC with milliseconds. */
 #define SF_TIME(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 

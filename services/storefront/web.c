@@ -92,9 +92,9 @@ int sf_admin(http_request_t *req)
     return ok;
 }
 
-void sf_error(json_t *errors, const char *field, const char *detail)
+void sf_error(json_t *errors, const char *field, const char *message)
 {
-    json_array_append_new(errors, json_pack("{s:s,s:s}", "field", field, "detail", detail));
+    json_array_append_new(errors, json_pack("{s:s,s:s}", "field", field, "message", message));
 }
 
 void sf_invalid(http_request_t *req, json_t *errors)

@@ -150,6 +150,7 @@ def test_http_errors_are_problem_documents():
     bad = problem(httpc.post(url, {"card_number": "12ab", "pet_ids": ["x"]}, token=token,
                              headers=key), 422)
     assert {e["field"] for e in bad["errors"]} == {"card_number", "pet_ids"}
+    assert all(isinstance(e["message"], str) and e["message"] for e in bad["errors"])
     problem(httpc.post(url, raw=b"{" + b" " * 70_000 + b"}", token=token,
                        headers={**key, "Content-Type": "application/json"}), 413)
     problem(httpc.post(url, {"card_number": "4111111111111111", "pet_ids": [str(uuid.uuid4())]},
