@@ -23,14 +23,14 @@
 
 static const db_stmt_t claim_key_stmt = {
     .name = "sf_claim_key",
-    .sql = "INSERT INTO idempotency_keys (user_id, key, request_hash) VALUES ($1::uuid, $2, $3)"
+    .sql = "INSERT INTO idempotency_keys (user_id, key, request_hash) VALUES ($1::uuid, $2, decode($3, 'hex'))"
            " ON CONFLICT DO NOTHING RETURNING 1",
     .nparams = 3,
 };
 
 static const db_stmt_t read_key_stmt = {
     .name = "sf_read_key",
-    .sql = "SELECT request_hash, status_code, response::text FROM idempotency_keys"
+    .sql = "SELECT encode(request_hash, 'hex'), status_code, response::text FROM idempotency_keys"
            " WHERE user_id = $1::uuid AND key = $2",
     .nparams = 2,
 };
@@ -113,21 +113,6 @@ static json_t *order_json(db_result_t *res, int row)
     return o;
 }
 
-/* The request fingerprint: the pets asked for ("cart" when none were named), last four digits
- * and length of the card number. */
-static void fingerprint(const json_t *pet_ids, const char *card, char out[65])
-{
-    json_t *asked = pet_ids != NULL ? json_deep_copy(pet_ids) : json_string("cart");
-    json_t *f = json_pack("{s:o,s:s,s:i}", "pet_ids", asked, "card_last4",
-                          card + strlen(card) - 4, "card_length", (int)strlen(card));
-    char *text = json_dumps(f, JSON_COMPACT | JSON_SORT_KEYS);
-    unsigned char h[crypto_hash_sha256_BYTES];
-    crypto_hash_sha256(h, (const unsigned char *)(text ? text : ""), text ? strlen(text) : 0);
-    sodium_bin2hex(out, 65, h, sizeof(h));
-    free(text);
-    json_decref(f);
-}
-
 /* Answers a key that was used before. Returns after responding. */
 static void replay(http_request_t *req, db_conn_t *db, const char *user_id, const char *key,
                    const char *hash)
@@ -195,8 +180,12 @@ int sf_post_orders(http_request_t *req, void *svc)
     }
     json_decref(errors);
 
-    char hash[65];
-    fingerprint(pet_ids, card, hash);
+    char hash[SF_FINGERPRINT_HEX];
+    if (sf_order_fingerprint(pet_ids, card, hash) != 0) {
+        http_respond_problem(req, 503, "unavailable", "Service Unavailable",
+                             "out of memory; try again", NULL);
+        goto out;
+    }
     if (db_begin(db, &e) != 0)
         goto db_fail;
     /* A concurrent request with the same key holds its row: wait briefly, then say 409. */

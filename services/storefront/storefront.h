@@ -85,5 +85,12 @@ int sf_username_ok(const char *name);
 int sf_password_ok(const char *password);
 /* pet_ids: an array of 1..20 distinct UUIDs; on failure writes why into detail. */
 int sf_pet_ids_ok(const json_t *ids, char *detail, size_t n);
+/* The fingerprint an Idempotency-Key is stored with: SHA-256 over the pets asked for as a set
+ * (pet_ids borrowed, valid per sf_pet_ids_ok, or NULL for "the cart") and the card number's last
+ * four digits and length (card valid per sf_card_syntax_ok; the number itself never enters it),
+ * written into out as 64 lower-case hex digits and a NUL. Returns 0, or ERR_NOMEM. */
+#define SF_FINGERPRINT_HEX (2 * crypto_hash_sha256_BYTES + 1)
+int sf_order_fingerprint(const json_t *pet_ids, const char *card,
+                         char out[SF_FINGERPRINT_HEX]) PETSTORE_NODISCARD;
 
 #endif

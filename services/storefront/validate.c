@@ -1,5 +1,6 @@
 /* validate: the storefront's pure input checks. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "msg.h"
@@ -56,4 +57,50 @@ int sf_pet_ids_ok(const json_t *ids, char *detail, size_t n)
         }
     }
     return 1;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+int sf_order_fingerprint(const json_t *pet_ids, const char *card, char out[SF_FINGERPRINT_HEX])
+{
+    int rc = ERR_NOMEM;
+    const char **ids = NULL;
+    json_t *asked = NULL, *f = NULL;
+    char *text = NULL;
+    size_t n = json_array_size(pet_ids);
+    if (pet_ids == NULL) {
+        asked = json_string("cart");
+    } else {
+        /* The same pets in another order are the same request. */
+        ids = calloc(n > 0 ? n : 1, sizeof(*ids));
+        if (ids == NULL)
+            goto out;
+        for (size_t i = 0; i < n; i++)
+            ids[i] = json_string_value(json_array_get(pet_ids, i));
+        qsort(ids, n, sizeof(*ids), cmp_str);
+        asked = json_array();
+        for (size_t i = 0; asked != NULL && i < n; i++)
+            if (json_array_append_new(asked, json_string(ids[i])) != 0)
+                goto out;
+    }
+    if (asked == NULL)
+        goto out;
+    size_t len = strlen(card);
+    f = json_pack("{s:O,s:s,s:i}", "pet_ids", asked, "card_last4", card + len - 4,
+                  "card_length", (int)len);
+    if (f == NULL || (text = json_dumps(f, JSON_COMPACT | JSON_SORT_KEYS)) == NULL)
+        goto out;
+    unsigned char h[crypto_hash_sha256_BYTES];
+    crypto_hash_sha256(h, (const unsigned char *)text, strlen(text));
+    sodium_bin2hex(out, SF_FINGERPRINT_HEX, h, sizeof(h));
+    rc = 0;
+out:
+    free(text);
+    json_decref(f);
+    json_decref(asked);
+    free(ids);
+    return rc;
 }

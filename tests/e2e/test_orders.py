@@ -112,19 +112,29 @@ def test_cancel_while_paying_refunds_or_voids_and_releases_the_pets():
 def test_the_same_idempotency_key_gives_the_same_order_and_another_body_is_refused():
     token = new_customer()
     number, card = create_card(50_000)
-    pet, other = create_pet(1_000), create_pet(1_000)
+    pet, second, other = create_pet(1_000), create_pet(500), create_pet(1_000)
     key = str(uuid.uuid4())
-    body = {"card_number": number, "pet_ids": [pet]}
+    body = {"card_number": number, "pet_ids": [pet, second]}
     first = httpc.post(api() + "/v1/orders", body, token=token, headers={"Idempotency-Key": key})
     again = httpc.post(api() + "/v1/orders", body, token=token, headers={"Idempotency-Key": key})
     assert first.status == again.status == 202
-    assert first.json["id"] == again.json["id"]
+    assert first.json == again.json
+    assert again.headers["Location"] == f"/v1/orders/{first.json['id']}"
+    reordered = httpc.post(api() + "/v1/orders", {"card_number": number, "pet_ids": [second, pet]},
+                           token=token, headers={"Idempotency-Key": key})
+    assert reordered.status == 202, "the same pets in another order are the same request"
+    assert reordered.json["id"] == first.json["id"]
     changed = httpc.post(api() + "/v1/orders", {"card_number": number, "pet_ids": [other]},
                          token=token, headers={"Idempotency-Key": key})
     assert changed.status == 422
     assert changed.headers["Content-Type"] == "application/problem+json"
-    wait_status(token, first.json["id"])
-    assert balance(card) == 49_000
+    final = wait_status(token, first.json["id"])
+    assert final["status"] == "COMPLETED"
+    assert balance(card) == 48_500
+    assert ledger(final["id"]) == [("charge", 1_500)]
+    listed = httpc.get(api() + "/v1/orders", token=token).json["items"]
+    assert [o["id"] for o in listed] == [final["id"]], "one order, however often it was asked for"
+    assert pet_status(other) == "available"
 
 
 def test_http_errors_are_problem_documents():

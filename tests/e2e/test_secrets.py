@@ -60,8 +60,8 @@ def test_a_key_still_in_progress_answers_409():
     # Another request with this key is "being written": its row is inserted, not committed.
     holder = psycopg2.connect(need("STOREFRONT_DATABASE_URL"))
     with holder.cursor() as cur:
-        cur.execute("INSERT INTO idempotency_keys (user_id, key, request_hash) VALUES (%s, %s, 'x')",
-                    (user_id, key))
+        cur.execute("INSERT INTO idempotency_keys (user_id, key, request_hash)"
+                    " VALUES (%s, %s, sha256('another request'))", (user_id, key))
     try:
         r = httpc.post(api() + "/v1/orders", {"card_number": number, "pet_ids": [pet]},
                        token=token, headers={"Idempotency-Key": key})

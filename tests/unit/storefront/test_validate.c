@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <cmocka.h>
 
@@ -64,12 +65,67 @@ static void test_pet_ids_are_one_to_twenty_distinct_uuids(void **state)
     json_decref(num);
 }
 
+#define PET_A "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"
+#define PET_B "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5c"
+
+static void fingerprint_of(const json_t *pets, const char *card, char out[SF_FINGERPRINT_HEX])
+{
+    assert_int_equal(sf_order_fingerprint(pets, card, out), 0);
+    assert_int_equal(strlen(out), SF_FINGERPRINT_HEX - 1);
+}
+
+static void test_the_fingerprint_ignores_the_order_of_the_pets(void **state)
+{
+    (void)state;
+    char ab[SF_FINGERPRINT_HEX], ba[SF_FINGERPRINT_HEX];
+    json_t *p_ab = json_pack("[s,s]", PET_A, PET_B), *p_ba = json_pack("[s,s]", PET_B, PET_A);
+    fingerprint_of(p_ab, "4111111111111111", ab);
+    fingerprint_of(p_ba, "4111111111111111", ba);
+    assert_string_equal(ab, ba);
+    json_decref(p_ab);
+    json_decref(p_ba);
+}
+
+static void test_the_fingerprint_changes_with_the_pets_the_card_or_the_cart(void **state)
+{
+    (void)state;
+    char base[SF_FINGERPRINT_HEX], other_pet[SF_FINGERPRINT_HEX], other_last4[SF_FINGERPRINT_HEX],
+        longer[SF_FINGERPRINT_HEX], cart[SF_FINGERPRINT_HEX];
+    json_t *a = json_pack("[s]", PET_A), *b = json_pack("[s]", PET_B);
+    fingerprint_of(a, "4111111111111111", base);
+    fingerprint_of(b, "4111111111111111", other_pet);
+    fingerprint_of(a, "4111111111111112", other_last4);
+    fingerprint_of(a, "41111111111111111", longer);
+    fingerprint_of(NULL, "4111111111111111", cart);
+    assert_string_not_equal(base, other_pet);
+    assert_string_not_equal(base, other_last4);
+    assert_string_not_equal(base, longer);
+    assert_string_not_equal(base, cart);
+    json_decref(a);
+    json_decref(b);
+}
+
+static void test_the_fingerprint_never_depends_on_the_hidden_digits(void **state)
+{
+    (void)state;
+    /* Only the last four digits and the length go in: the stored hash reveals nothing more. */
+    char one[SF_FINGERPRINT_HEX], two[SF_FINGERPRINT_HEX];
+    json_t *a = json_pack("[s]", PET_A);
+    fingerprint_of(a, "4111111111111111", one);
+    fingerprint_of(a, "5500000000001111", two);
+    assert_string_equal(one, two);
+    json_decref(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_card_numbers_are_12_to_19_digits),
         cmocka_unit_test(test_usernames_and_passwords_have_bounds),
         cmocka_unit_test(test_pet_ids_are_one_to_twenty_distinct_uuids),
+        cmocka_unit_test(test_the_fingerprint_ignores_the_order_of_the_pets),
+        cmocka_unit_test(test_the_fingerprint_changes_with_the_pets_the_card_or_the_cart),
+        cmocka_unit_test(test_the_fingerprint_never_depends_on_the_hidden_digits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
