@@ -15,14 +15,14 @@
 static const db_stmt_t cart_stmt = {
     .name = "sf_cart",
     .sql = "SELECT p.id::text, p.name, p.species, p.price_cents, p.status FROM cart_items c"
-           " JOIN pets p ON p.id = c.pet_id WHERE c.user_id = $1::uuid"
+           " JOIN pets p ON p.id = c.pet_id WHERE c.user_id = $1::uuid AND p.name IS NOT NULL"
            " ORDER BY c.added_at, c.pet_id",
     .nparams = 1,
 };
 
 static const db_stmt_t pet_status_stmt = {
     .name = "sf_cart_pet",
-    .sql = "SELECT status FROM pets WHERE id = $1::uuid",
+    .sql = "SELECT status FROM pets WHERE id = $1::uuid AND name IS NOT NULL",
     .nparams = 1,
 };
 

@@ -12,7 +12,7 @@
 static const db_stmt_t list_pets_stmt = {
     .name = "sf_list_pets",
     .sql = "SELECT id::text, name, species, price_cents, status FROM pets"
-           " WHERE ($1::text IS NULL OR species = $1) AND ($2::text IS NULL OR status = $2)"
+           " WHERE name IS NOT NULL AND ($1::text IS NULL OR species = $1) AND ($2::text IS NULL OR status = $2)"
            "   AND ($3::uuid IS NULL OR id > $3::uuid)"
            " ORDER BY id LIMIT $4::int",
     .nparams = 4,
@@ -20,7 +20,8 @@ static const db_stmt_t list_pets_stmt = {
 
 static const db_stmt_t get_pet_stmt = {
     .name = "sf_get_pet",
-    .sql = "SELECT id::text, name, species, price_cents, status FROM pets WHERE id = $1::uuid",
+    .sql = "SELECT id::text, name, species, price_cents, status FROM pets WHERE id = $1::uuid"
+           " AND name IS NOT NULL",
     .nparams = 1,
 };
 

@@ -16,21 +16,29 @@ static const db_stmt_t order_status_stmt = {
     .nparams = 5,
 };
 
+/* A listing fills in the pet's name, species and price (they never change) and its status if
+ * that is newer than a status change applied before the listing arrived. */
 static const db_stmt_t pet_listed_stmt = {
     .name = "sf_pet_listed",
     .sql = "INSERT INTO pets (id, name, species, price_cents, status, version)"
            " VALUES ($1::uuid, $2, $3, $4::bigint, $5, $6::int)"
            " ON CONFLICT (id) DO UPDATE SET name = excluded.name, species = excluded.species,"
-           "  price_cents = excluded.price_cents, status = excluded.status,"
-           "  version = excluded.version, updated_at = now()"
-           " WHERE pets.version < excluded.version",
+           "  price_cents = excluded.price_cents,"
+           "  status = CASE WHEN pets.version < excluded.version THEN excluded.status"
+           "   ELSE pets.status END,"
+           "  version = greatest(pets.version, excluded.version), updated_at = now()"
+           " WHERE pets.name IS NULL OR pets.version < excluded.version",
     .nparams = 6,
 };
 
+/* A status change for a pet not listed here yet leaves a row with only status and version,
+ * hidden from every read until the listing arrives. */
 static const db_stmt_t pet_status_stmt = {
     .name = "sf_pet_status",
-    .sql = "UPDATE pets SET status = $2, version = $3::int, updated_at = now()"
-           " WHERE id = $1::uuid AND version < $3::int",
+    .sql = "INSERT INTO pets (id, status, version) VALUES ($1::uuid, $2, $3::int)"
+           " ON CONFLICT (id) DO UPDATE SET status = excluded.status,"
+           "  version = excluded.version, updated_at = now()"
+           " WHERE pets.version < excluded.version",
     .nparams = 3,
 };
 

@@ -37,7 +37,8 @@ static const db_stmt_t read_key_stmt = {
 
 static const db_stmt_t price_pets_stmt = {
     .name = "sf_price_pets",
-    .sql = "SELECT id::text, status, price_cents FROM pets WHERE id = ANY($1::uuid[])",
+    .sql = "SELECT id::text, status, price_cents FROM pets WHERE id = ANY($1::uuid[])"
+           " AND name IS NOT NULL",
     .nparams = 1,
 };
 
