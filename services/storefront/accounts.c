@@ -23,9 +23,12 @@ static const db_stmt_t find_user_stmt = {
     .nparams = 1,
 };
 
+/* Signing in also drops the user's expired sessions, so the table stays as small as the number
+ * of live sessions without a sweeper. */
 static const db_stmt_t create_session_stmt = {
     .name = "sf_create_session",
-    .sql = "INSERT INTO sessions (token_hash, user_id, expires_at)"
+    .sql = "WITH expired AS (DELETE FROM sessions WHERE user_id = $2::uuid AND expires_at <= now())"
+           " INSERT INTO sessions (token_hash, user_id, expires_at)"
            " VALUES (decode($1, 'hex'), $2::uuid, now() + make_interval(secs => $3::int))"
            " RETURNING " SF_TIME("expires_at"),
     .nparams = 3,
