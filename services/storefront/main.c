@@ -110,7 +110,7 @@ int main(int argc, char **argv)
         .cfg_vars = storefront_vars,
         .n_cfg_vars = sizeof(storefront_vars) / sizeof(storefront_vars[0]),
         .migrations = storefront_migrations,
-        .n_migrations = storefront_n_migrations,
+        .n_migrations = storefront_migrations_count,
         .consumers = consumers,
         .n_consumers = 1,
         .http_routes = routes,
