@@ -1,4 +1,5 @@
-/* trace: see trace.h. */
+/* trace: see trace.h. The parser checks positions rather than splitting on dashes, so that a
+ * header with an extra or missing character anywhere is refused instead of shifted. */
 #include "trace.h"
 
 #include <pthread.h>
@@ -40,16 +41,16 @@ static int hex_byte(const char *s)
 int trace_parse(const char *h, trace_ctx_t *out)
 {
     if (h == NULL)
-        return -1;
+        return ERR_INVALID;
     size_t len = strlen(h);
     if (len < 55 || h[2] != '-' || h[35] != '-' || h[52] != '-')
-        return -1;
+        return ERR_INVALID;
     if (lower_hex(h, 2) < 0 || strncmp(h, "ff", 2) == 0)
-        return -1;
+        return ERR_INVALID;
     if (strncmp(h, "00", 2) == 0 ? len != 55 : (len > 55 && h[55] != '-'))
-        return -1;
+        return ERR_INVALID;
     if (lower_hex(h + 3, 32) != 1 || lower_hex(h + 36, 16) != 1 || lower_hex(h + 53, 2) < 0)
-        return -1;
+        return ERR_INVALID;
     memcpy(out->trace_id, h + 3, 32);
     out->trace_id[32] = '\0';
     memcpy(out->span_id, h + 36, 16);
