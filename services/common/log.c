@@ -1,8 +1,10 @@
 /* log: JSON lines with redaction (see log.h).
  *
  * A line is assembled in memory and written with one write(2), so concurrent threads never
- * interleave within a line. Redaction runs on a deep copy of the caller's fields before anything
- * is serialised: there is no path from a field to the output that skips it. */
+ * interleave within a line and no lock is needed: the only shared state is the configuration
+ * set once by log_init(). Redaction runs on a deep copy of the caller's fields before anything
+ * is serialised, so there is no path from a field to the output that skips it, and a caller
+ * that logs an object it still uses (json_pack's "O") does not find its data masked. */
 #include "log.h"
 
 #include <ctype.h>
@@ -17,7 +19,7 @@
 
 static char log_service[64] = "petstore";
 static atomic_int log_min = LOG_INFO;
-static int log_fd = 1;
+static atomic_int log_fd = 1;
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
@@ -25,7 +27,7 @@ void log_init(const char *service, log_level_t min_level, int fd)
 {
     snprintf(log_service, sizeof(log_service), "%s", service ? service : "petstore");
     atomic_store(&log_min, (int)min_level);
-    log_fd = fd;
+    atomic_store(&log_fd, fd);
 }
 
 int log_level_parse(const char *text, log_level_t *out)
@@ -44,28 +46,52 @@ int log_enabled(log_level_t level)
     return (int)level >= atomic_load(&log_min);
 }
 
-/* Keys whose values are secrets whatever they contain: any key containing one of `words`, or
- * exactly one of `exact` (short words that occur inside harmless keys such as card_id). */
-static int secret_key(const char *key)
+/* ---- which keys are secret ---- */
+
+/* True if the key has "pan" as a word: words are split at non-alphanumerics and at a
+ * lower-to-upper case change (card_pan, cardPan, PAN), so span_id and company do not count. */
+static int has_word_pan(const char *key)
 {
-    static const char *const words[] = {"password", "passwd", "secret", "token", "authorization",
-                                        "cookie", "card_number", "cardnumber", "cvv", "cvc"};
-    static const char *const exact[] = {"card", "pan", "number"};
-    char lower[128];
-    size_t n = strlen(key);
-    if (n >= sizeof(lower))
-        n = sizeof(lower) - 1;
-    for (size_t i = 0; i < n; i++)
-        lower[i] = (char)tolower((unsigned char)key[i]);
-    lower[n] = '\0';
-    for (size_t i = 0; i < sizeof(exact) / sizeof(exact[0]); i++)
-        if (strcmp(lower, exact[i]) == 0)
+    size_t i = 0, n = strlen(key);
+    while (i < n) {
+        while (i < n && !isalnum((unsigned char)key[i]))
+            i++;
+        size_t start = i++;
+        while (i < n && isalnum((unsigned char)key[i]) &&
+               !(isupper((unsigned char)key[i]) && islower((unsigned char)key[i - 1])))
+            i++;
+        if (i - start == 3 && strncasecmp(key + start, "pan", 3) == 0)
             return 1;
-    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
-        if (strstr(lower, words[i]) != NULL)
-            return 1;
+    }
     return 0;
 }
+
+static int secret_key(const char *key)
+{
+    static const char *const contains[] = {
+        "password", "passwd",  "secret", "token", "authorization", "cookie",     "cardnumber",
+        "cardnum",  "cardno",  "cvv",    "cvc",   "apikey",        "privatekey",
+    };
+    static const char *const exact[] = {"card", "pan", "number"};
+    if (strcmp(key, "card_last4") == 0)
+        return 0;
+    /* Normalise: lower case, separators dropped, so Card-Number and card_number agree. */
+    char norm[128];
+    size_t n = 0;
+    for (const char *k = key; *k != '\0' && n + 1 < sizeof(norm); k++)
+        if (*k != '_' && *k != '-' && *k != '.' && *k != ' ')
+            norm[n++] = (char)tolower((unsigned char)*k);
+    norm[n] = '\0';
+    for (size_t i = 0; i < sizeof(exact) / sizeof(exact[0]); i++)
+        if (strcmp(norm, exact[i]) == 0)
+            return 1;
+    for (size_t i = 0; i < sizeof(contains) / sizeof(contains[0]); i++)
+        if (strstr(norm, contains[i]) != NULL)
+            return 1;
+    return has_word_pan(key);
+}
+
+/* ---- card-like digit runs ---- */
 
 /* 8-4-4-4-12 hexadecimal: ids are not card numbers even when a group is all digits. */
 static int uuid_shaped(const char *s, size_t n)
@@ -139,60 +165,83 @@ int log_mask_digits(const char *text, char *out, size_t out_size)
     return masked;
 }
 
-static json_t *redact_string(json_t *s)
+/* ---- the redaction walk ---- */
+
+/* A replacement for string s, or NULL to keep it: card-like digits masked and, when cap is
+ * non-zero, the text cut to at most cap bytes at a UTF-8 character boundary and marked.
+ * Masking only drops separators, so the masked text never needs more room than the input. */
+static json_t *scrub_string(const json_t *s, size_t cap)
 {
     const char *text = json_string_value(s);
-    size_t n = strlen(text) + 1;
-    char *buf = malloc(n);
+    size_t n = json_string_length(s);
+    if (strlen(text) != n)
+        return json_string("[binary]"); /* an embedded NUL: not text we can vouch for */
+    char *buf = malloc(n + 1);
     if (buf == NULL)
         return json_string("[REDACTED]");
+    int masked = log_mask_digits(text, buf, n + 1);
+    size_t len = strlen(buf);
     json_t *out = NULL;
-    if (log_mask_digits(text, buf, n))
-        out = json_string(buf);
+    if (cap > 0 && len > cap) {
+        len = cap;
+        while (len > 0 && ((unsigned char)buf[len] & 0xC0) == 0x80)
+            len--; /* never split a multi-byte character */
+        buf[len] = '\0';
+        out = json_sprintf("%s...[truncated]", buf);
+    } else if (masked) {
+        out = json_stringn(buf, len);
+    }
     free(buf);
     return out;
 }
 
-void log_redact(json_t *obj)
+static void scrub(json_t *v, size_t cap)
 {
-    if (json_is_object(obj)) {
+    if (json_is_object(v)) {
         const char *key;
         json_t *value;
         void *tmp;
-        json_object_foreach_safe(obj, tmp, key, value)
+        json_object_foreach_safe(v, tmp, key, value)
         {
             if (secret_key(key)) {
-                json_object_set_new(obj, key, json_string("[REDACTED]"));
+                json_object_set_new(v, key, json_string("[REDACTED]"));
             } else if (json_is_string(value)) {
-                json_t *masked = redact_string(value);
-                if (masked != NULL)
-                    json_object_set_new(obj, key, masked);
+                json_t *clean = scrub_string(value, cap);
+                if (clean != NULL)
+                    json_object_set_new(v, key, clean);
             } else {
-                log_redact(value);
+                scrub(value, cap);
             }
         }
-    } else if (json_is_array(obj)) {
-        for (size_t i = 0; i < json_array_size(obj); i++) {
-            json_t *value = json_array_get(obj, i);
+    } else if (json_is_array(v)) {
+        for (size_t i = 0; i < json_array_size(v); i++) {
+            json_t *value = json_array_get(v, i);
             if (json_is_string(value)) {
-                json_t *masked = redact_string(value);
-                if (masked != NULL)
-                    json_array_set_new(obj, i, masked);
+                json_t *clean = scrub_string(value, cap);
+                if (clean != NULL)
+                    json_array_set_new(v, i, clean);
             } else {
-                log_redact(value);
+                scrub(value, cap);
             }
         }
     }
 }
 
-static void write_all(const char *s, size_t n)
+void log_redact(json_t *obj)
+{
+    scrub(obj, 0);
+}
+
+/* ---- writing ---- */
+
+static void write_all(int fd, const char *s, size_t n)
 {
     while (n > 0) {
-        ssize_t w = write(log_fd, s, n);
+        ssize_t w = write(fd, s, n);
         if (w < 0) {
             if (errno == EINTR)
                 continue;
-            return;
+            return; /* nowhere to report a failure to log: the line is lost */
         }
         s += w;
         n -= (size_t)w;
@@ -205,9 +254,22 @@ static void set_ctx(json_t *line, const char *key, const char *value)
         json_object_set_new(line, key, json_string(value));
 }
 
+static json_t *masked_message(const char *message)
+{
+    json_t *m = json_string(message != NULL ? message : "");
+    if (m == NULL)
+        return json_string("[invalid UTF-8]");
+    json_t *clean = scrub_string(m, LOG_MAX_STRING);
+    if (clean != NULL) {
+        json_decref(m);
+        return clean;
+    }
+    return m;
+}
+
 void log_write(log_level_t level, const log_ctx_t *ctx, const char *message, json_t *fields)
 {
-    if (!log_enabled(level)) {
+    if (!log_enabled(level) || (int)level < LOG_DEBUG || level > LOG_ERROR) {
         json_decref(fields);
         return;
     }
@@ -219,31 +281,33 @@ void log_write(log_level_t level, const log_ctx_t *ctx, const char *message, jso
     strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(stamp, sizeof(stamp), "%s.%03dZ", base, (int)(ts.tv_nsec / 1000000L) % 1000);
 
+    json_t *clean = json_is_object(fields) ? json_deep_copy(fields) : NULL;
+    json_decref(fields);
     json_t *line = json_object();
     if (line == NULL) {
-        json_decref(fields);
+        json_decref(clean);
         return;
     }
     json_object_set_new(line, "timestamp", json_string(stamp));
     json_object_set_new(line, "level", json_string(level_names[level]));
     json_object_set_new(line, "service", json_string(log_service));
-    json_object_set_new(line, "message", json_string(message ? message : ""));
+    json_object_set_new(line, "message", masked_message(message));
     if (ctx != NULL) {
         set_ctx(line, "trace_id", ctx->trace_id);
         set_ctx(line, "span_id", ctx->span_id);
         set_ctx(line, "order_id", ctx->order_id);
     }
-    if (json_is_object(fields)) {
-        log_redact(fields);
+    if (clean != NULL) {
+        scrub(clean, LOG_MAX_STRING);
         const char *key;
         json_t *value;
-        json_object_foreach(fields, key, value)
+        json_object_foreach(clean, key, value)
         {
             if (json_object_get(line, key) == NULL)
                 json_object_set(line, key, value);
         }
+        json_decref(clean);
     }
-    json_decref(fields);
     char *text = json_dumps(line, JSON_COMPACT | JSON_ENSURE_ASCII);
     json_decref(line);
     if (text == NULL)
@@ -255,7 +319,7 @@ void log_write(log_level_t level, const log_ctx_t *ctx, const char *message, jso
         return;
     }
     out[n] = '\n';
-    write_all(out, n + 1);
+    write_all(atomic_load(&log_fd), out, n + 1);
     free(out);
 }
 

@@ -1,12 +1,26 @@
 /* log: structured logging, one JSON object per line on stdout.
  *
- * Every line carries timestamp, level, service, message and, when known, trace_id, span_id and
- * order_id, plus the event's own fields. A line is written with a single write(2) so lines from
- * several threads never interleave. Before anything is written, the fields pass through
- * log_redact(): keys that name secrets (password, token, card_number, authorization, secret...)
- * are replaced by "[REDACTED]" and any string that contains a card-like digit run (12-19 digits,
- * optionally separated by spaces or dashes) is masked down to its last four digits. There is no
- * way to log a field without redaction.
+ * Every line carries, in this order, timestamp (RFC 3339, UTC, with milliseconds:
+ * 2024-05-01T12:00:00.123Z), level, service, message and, when known, trace_id, span_id and
+ * order_id, then the event's own fields (a field named like one of those is dropped). A line is
+ * built in memory and written with a single write(2) (retried on EINTR and partial writes),
+ * without a mutex, so lines from several threads do not interleave (guaranteed for files; for
+ * pipes, for lines up to PIPE_BUF bytes: string values are therefore capped at LOG_MAX_STRING).
+ *
+ * Before anything is written, the fields pass through the redactor, on a private deep copy (the
+ * caller's objects are never modified, even when they are shared):
+ *   - a value whose key names a secret becomes "[REDACTED]", whatever its type. Keys are
+ *     compared case-insensitively with '_', '-', '.' and spaces ignored; secret are keys that
+ *     contain password, passwd, secret, token, authorization, cookie, cardnumber, cardnum,
+ *     cardno, cvv, cvc, apikey or privatekey, keys that are exactly card, pan or number, and keys
+ *     with a word "pan" (card_pan). card and pan are matched as whole keys, not substrings, so
+ *     card_id, company or span_id stay readable; card_last4 is never redacted;
+ *   - any string (at any depth, and the message itself) containing a card-like digit run
+ *     (12-19 digits, optionally separated by single spaces or dashes, not part of a longer
+ *     alphanumeric word or of a UUID) is masked down to its last four digits:
+ *     "4111 1111 1111 1111" becomes "************1111".
+ * Numbers are not masked (they are amounts, counts and times here). There is no way to log a
+ * field without redaction.
  *
  * Threading: log_init() once at startup before other threads exist; the log_* functions are
  * thread-safe afterwards. */
@@ -16,6 +30,8 @@
 #include <jansson.h>
 
 #include "err.h"
+
+#define LOG_MAX_STRING 2048 /* longer string values are cut (at a UTF-8 boundary) and marked */
 
 typedef enum log_level { LOG_DEBUG = 0, LOG_INFO, LOG_WARN, LOG_ERROR } log_level_t;
 
@@ -47,12 +63,13 @@ void log_write(log_level_t level, const log_ctx_t *ctx, const char *message, jso
 /* Convenience: logs an err_t at the given level with fields code, error and sqlstate. */
 void log_err(log_level_t level, const log_ctx_t *ctx, const char *message, const err_t *e);
 
-/* Redacts obj in place (recursively through objects and arrays). Exposed for tests and for any
- * code that stores free text supplied by users. */
+/* Redacts obj (an object or array) in place, recursively, by the rules above. Exposed for tests
+ * and for code that stores or echoes free text supplied by users. obj must not be shared. */
 void log_redact(json_t *obj);
 
-/* Masks card-like digit runs in text, writing the result to out (NUL-terminated, truncated to
- * out_size). Returns 1 if something was masked, else 0. */
+/* Masks card-like digit runs in text, writing the result to out (caller's storage,
+ * NUL-terminated, truncated to out_size; out_size >= strlen(text) + 1 never truncates).
+ * Returns 1 if something was masked, else 0. */
 int log_mask_digits(const char *text, char *out, size_t out_size);
 
 #endif

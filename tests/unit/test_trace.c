@@ -60,10 +60,12 @@ static void test_a_future_version_is_read_by_its_first_55_characters(void **stat
 {
     (void)state;
     trace_ctx_t t;
-    assert_int_equal(trace_parse("01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00-what", &t), 0);
+    assert_int_equal(
+        trace_parse("01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00-what", &t), 0);
     assert_int_equal(trace_parse("01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00", &t), 0);
     assert_int_equal(t.flags, 0);
-    assert_int_equal(trace_parse("fe-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-03-", &t), 0);
+    assert_int_equal(trace_parse("fe-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-03-", &t),
+                     0);
     assert_int_equal(t.flags, 3);
     /* We answer in the version we speak. */
     char out[TRACEPARENT_LEN];
