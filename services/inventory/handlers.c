@@ -269,7 +269,10 @@ static int read_outcome(const db_result_t *r, inv_outcome_t *o, json_t **pet_ids
 }
 
 /* Runs a command's statement (again once if it raced a concurrent insert of the order's
- * reservation), then emits the replies that plan.c decides. */
+ * reservation), then emits the replies that plan.c decides. A refusal (ERR_INVALID) is logged
+ * by the consumer when it dead-letters the command. Metrics are counted inside the transaction,
+ * so a batch rolled back and retried counts its commands twice: they show trends, the database
+ * is the record. */
 static int run_command(db_conn_t *db, const svc_msg_t *m, inventory_app_t *app, inv_cmd_t cmd,
                        const db_stmt_t *stmt, const char *const *params, const char *order_id,
                        err_t *e)
@@ -324,8 +327,6 @@ static int run_command(db_conn_t *db, const svc_msg_t *m, inventory_app_t *app, 
              json_pack("{s:s,s:s,s:i}", "command", cmd_names[cmd], "reply",
                        outcome_names[outcome], "pets_changed", (int)changed_pets));
 out:
-    if (rc == ERR_INVALID)
-        log_err(LOG_WARN, &lc, "inventory.command_refused", e);
     inv_plan_clear(&plan);
     return rc;
 }
@@ -436,8 +437,6 @@ static int on_list_pet(db_conn_t *db, const svc_msg_t *m, void *app_, err_t *e)
     svc_cause_t cause = svc_cause_of(INVENTORY_APP_ID, m);
     int inserted = 0;
     int rc = inventory_list_pet(db, &cause, &pet, 1, &inserted, e);
-    if (rc == ERR_INVALID)
-        log_err(LOG_WARN, m->log, "inventory.command_refused", e);
     if (rc != 0)
         return rc;
     if (inserted)

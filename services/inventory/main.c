@@ -3,7 +3,11 @@
  *
  *   inventory               run the daemon (DATABASE_URL, AMQP_URL, HTTP_PORT from the environment)
  *   inventory --migrate     apply the runtime's and the inventory's migrations, then exit
- *   inventory --seed-demo   list the demo pets (idempotent: fixed ids), then exit */
+ *   inventory --seed-demo   list the demo pets (idempotent: fixed ids), then exit
+ *
+ * INVENTORY_CONSUMERS (default 2) consumer threads compete for inventory.commands, each with its
+ * own database and broker connections: the commands of one order are serialised by its
+ * reservation row, not by delivery order, so the threads need no coordination. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +30,26 @@ static const inventory_pet_t demo_pets[] = {
     {"5e7d0000-0000-4000-8000-00000000000b", "Thumper", "rabbit", 6500},
     {"5e7d0000-0000-4000-8000-00000000000c", "Clover", "rabbit", 7200},
 };
+
+#define MAX_CONSUMERS 8
+
+static const cfg_var_t inventory_vars[] = {
+    {.name = "INVENTORY_CONSUMERS", .kind = CFG_INT, .default_value = "2", .min = 1,
+     .max = MAX_CONSUMERS, .help = "consumer threads competing for inventory.commands"},
+};
+
+/* The consumer count must be known before svc_main reads the configuration, so it is read here
+ * too; a bad value is reported (exit 78) by svc_main, which validates INVENTORY_CONSUMERS with
+ * everything else. */
+static size_t consumer_count(void)
+{
+    const char *text = getenv("INVENTORY_CONSUMERS");
+    if (text == NULL || text[0] == '\0')
+        return 2;
+    char *end = NULL;
+    long n = strtol(text, &end, 10);
+    return *end == '\0' && n >= 1 && n <= MAX_CONSUMERS ? (size_t)n : 1;
+}
 
 static const cfg_var_t seed_vars[] = {
     {.name = "DATABASE_URL", .kind = CFG_CONNINFO, .required = 1, .secret = 1,
@@ -99,18 +123,24 @@ int main(int argc, char **argv)
 {
     if (argc == 2 && strcmp(argv[1], "--seed-demo") == 0)
         return seed_demo();
-    const svc_consumer_def_t consumer = {
-        .queue = "inventory.commands",
-        .inbox_name = INVENTORY_APP_ID,
-        .routes = inventory_routes,
-        .n_routes = inventory_n_routes,
-    };
+    svc_consumer_def_t consumers[MAX_CONSUMERS];
+    size_t n_consumers = consumer_count();
+    for (size_t i = 0; i < n_consumers; i++) {
+        consumers[i] = (svc_consumer_def_t){
+            .queue = "inventory.commands",
+            .inbox_name = INVENTORY_APP_ID,
+            .routes = inventory_routes,
+            .n_routes = inventory_n_routes,
+        };
+    }
     svc_def_t def = {
         .name = INVENTORY_APP_ID,
+        .cfg_vars = inventory_vars,
+        .n_cfg_vars = sizeof(inventory_vars) / sizeof(inventory_vars[0]),
         .migrations = inventory_migrations,
         .n_migrations = inventory_migrations_count,
-        .consumers = &consumer,
-        .n_consumers = 1,
+        .consumers = consumers,
+        .n_consumers = n_consumers,
         .init = inventory_init,
         .fini = inventory_fini,
     };

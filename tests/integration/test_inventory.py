@@ -303,6 +303,7 @@ def test_commands_out_of_turn_are_answered_by_nothing_and_change_nothing(inv):
     pets = new_pets(conn, 1)
     sold = str(uuid.uuid4())
     send(broker, "inventory.reserve.v1", {"order_id": sold, "pet_ids": pets})
+    reply(cap, sold, "inventory.reserved.v1")
     send(broker, "inventory.confirm_sale.v1", {"order_id": sold})
     reply(cap, sold, "inventory.sale_confirmed.v1")
     unknown = str(uuid.uuid4())
