@@ -155,11 +155,8 @@ static const char *const cmd_names[] = {
 /* The outcomes counted per command: the reply sent, or none. */
 enum { OUT_RESERVED = 0, OUT_REJECTED, OUT_RELEASED, OUT_SOLD, OUT_NONE, OUT__COUNT };
 static const char *const outcome_names[] = {
-    [OUT_RESERVED] = "reserved",
-    [OUT_REJECTED] = "rejected",
-    [OUT_RELEASED] = "released",
-    [OUT_SOLD] = "sale_confirmed",
-    [OUT_NONE] = "none",
+    [OUT_RESERVED] = "reserved",   [OUT_REJECTED] = "rejected", [OUT_RELEASED] = "released",
+    [OUT_SOLD] = "sale_confirmed", [OUT_NONE] = "none",
 };
 
 struct inventory_app {
@@ -179,8 +176,8 @@ int inventory_app_new(inventory_app_t **out, err_t *e)
             char labels[96];
             snprintf(labels, sizeof(labels), "command=\"%s\",outcome=\"%s\"", cmd_names[c],
                      outcome_names[o]);
-            app->commands[c][o] = metrics_counter("petstore_inventory_commands_total", help,
-                                                  labels);
+            app->commands[c][o] =
+                metrics_counter("petstore_inventory_commands_total", help, labels);
         }
     }
     app->pets_listed = metrics_counter("petstore_inventory_pets_listed_total",
@@ -193,10 +190,7 @@ int inventory_app_new(inventory_app_t **out, err_t *e)
     return 0;
 }
 
-void inventory_app_free(inventory_app_t *app)
-{
-    free(app);
-}
+void inventory_app_free(inventory_app_t *app) { free(app); }
 
 static int outcome_of(const inv_plan_t *p)
 {
@@ -233,8 +227,7 @@ static int command_order(const svc_msg_t *m, const char **order_id, err_t *e)
 
 /* Writes the plan's messages to the outbox: the reply correlated by the order, each pet event
  * by its pet (see inventory.h). */
-static int emit_plan(db_conn_t *db, const svc_cause_t *order_cause, const inv_plan_t *p,
-                     err_t *e)
+static int emit_plan(db_conn_t *db, const svc_cause_t *order_cause, const inv_plan_t *p, err_t *e)
 {
     for (size_t i = 0; i < p->n; i++) {
         svc_cause_t cause = *order_cause;
@@ -324,8 +317,8 @@ static int run_command(db_conn_t *db, const svc_msg_t *m, inventory_app_t *app, 
     }
     metrics_counter_add(app->commands[cmd][outcome], 1);
     log_info(&lc, "inventory.command",
-             json_pack("{s:s,s:s,s:i}", "command", cmd_names[cmd], "reply",
-                       outcome_names[outcome], "pets_changed", (int)changed_pets));
+             json_pack("{s:s,s:s,s:i}", "command", cmd_names[cmd], "reply", outcome_names[outcome],
+                       "pets_changed", (int)changed_pets));
 out:
     inv_plan_clear(&plan);
     return rc;

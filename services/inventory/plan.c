@@ -93,7 +93,8 @@ static int changed_ids(const json_t *changed, json_t **out, err_t *e)
     json_t *entry;
     if (ids == NULL)
         return err_set(e, ERR_NOMEM, "out of memory");
-    json_array_foreach(changed, i, entry) {
+    json_array_foreach(changed, i, entry)
+    {
         const char *id = json_string_value(json_array_get(entry, 0));
         if (id == NULL || json_array_append_new(ids, json_string(id)) != 0) {
             json_decref(ids);
@@ -110,7 +111,8 @@ static int status_changes(inv_plan_t *p, const json_t *changed, const char *stat
 {
     size_t i;
     json_t *entry;
-    json_array_foreach(changed, i, entry) {
+    json_array_foreach(changed, i, entry)
+    {
         const char *id = json_string_value(json_array_get(entry, 0));
         const json_t *v = json_array_get(entry, 1);
         if (id == NULL || !json_is_integer(v) || json_integer_value(v) < 1)
@@ -210,8 +212,7 @@ static int plan_confirm(const char *order_id, const inv_outcome_t *o, const json
     return 0;
 }
 
-int inv_plan(inv_cmd_t cmd, const char *order_id, const inv_outcome_t *o, inv_plan_t *out,
-             err_t *e)
+int inv_plan(inv_cmd_t cmd, const char *order_id, const inv_outcome_t *o, inv_plan_t *out, err_t *e)
 {
     const json_t *changed = o->changed; /* NULL reads as []: jansson's array calls accept it */
     int rc;
@@ -240,8 +241,7 @@ int inv_plan(inv_cmd_t cmd, const char *order_id, const inv_outcome_t *o, inv_pl
         err_clear(&ve);
         rc = msg_validate(out->msgs[i].type, out->msgs[i].payload, &ve);
         if (rc != 0)
-            rc = err_set(e, ERR_INVALID, "%s: %s", msg_type_info(out->msgs[i].type)->name,
-                         ve.msg);
+            rc = err_set(e, ERR_INVALID, "%s: %s", msg_type_info(out->msgs[i].type)->name, ve.msg);
     }
     if (rc != 0)
         inv_plan_clear(out);
