@@ -1,7 +1,12 @@
 /* metrics: series live in a linked list guarded by a mutex for registration and rendering only;
- * values are atomics (doubles stored as their bit patterns, updated with compare-and-swap). */
+ * values are atomics (doubles stored as their bit patterns and updated with compare-and-swap,
+ * bucket counts as plain atomic integers). Nothing is ever removed, so a handle stays valid
+ * without reference counting. */
 #include "metrics.h"
 
+#include <ctype.h>
+#include <dirent.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -19,16 +24,17 @@ struct metrics_series {
     char *name;
     char *help;
     char *labels;
-    _Atomic uint64_t value; /* counter/gauge value, or histogram sum */
+    _Atomic uint64_t value; /* counter/gauge value, or histogram sum (double bits) */
     size_t n_bounds;
     double *bounds;
-    _Atomic uint64_t *buckets; /* n_bounds + 1, the last is +Inf (not cumulative) */
-    _Atomic uint64_t count;
+    _Atomic uint64_t *buckets; /* n_bounds + 1 counts, the last is +Inf (not cumulative); their
+                                  sum is the count, so _count always equals the +Inf bucket */
 };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct metrics_series *head, *tail;
-static double start_time;
+
+/* ---- values ---- */
 
 static uint64_t to_bits(double d)
 {
@@ -52,27 +58,118 @@ static void atomic_add_double(_Atomic uint64_t *a, double v, int set)
     } while (!atomic_compare_exchange_weak(a, &old, want));
 }
 
-static int same(const char *a, const char *b)
+/* The format's spelling of a sample value: integers plainly, other values in the shortest
+ * form that reads back exactly, and NaN, +Inf, -Inf by name. */
+static void format_double(char *out, size_t n, double v)
 {
-    return strcmp(a ? a : "", b ? b : "") == 0;
+    if (isnan(v)) {
+        snprintf(out, n, "NaN");
+    } else if (isinf(v)) {
+        snprintf(out, n, "%s", v > 0 ? "+Inf" : "-Inf");
+    } else if (v > -1e15 && v < 1e15 && v == (double)(long long)v) {
+        snprintf(out, n, "%.0f", v);
+    } else {
+        for (int p = 1; p <= 17; p++) {
+            snprintf(out, n, "%.*g", p, v);
+            if (strtod(out, NULL) == v)
+                break;
+        }
+    }
 }
 
-static struct metrics_series *registered(enum kind kind, const char *name, const char *help,
+/* ---- validation ---- */
+
+static int valid_name(const char *s)
+{
+    if (s == NULL || !(isalpha((unsigned char)*s) || *s == '_' || *s == ':'))
+        return 0;
+    for (s++; *s != '\0'; s++)
+        if (!(isalnum((unsigned char)*s) || *s == '_' || *s == ':'))
+            return 0;
+    return 1;
+}
+
+/* name="value"(,name="value")* with \\, \" and \n the only escapes. */
+static int valid_labels(const char *s)
+{
+    if (s == NULL || *s == '\0')
+        return 1;
+    for (;;) {
+        if (!(isalpha((unsigned char)*s) || *s == '_'))
+            return 0;
+        while (isalnum((unsigned char)*s) || *s == '_')
+            s++;
+        if (*s++ != '=' || *s++ != '"')
+            return 0;
+        while (*s != '"') {
+            if (*s == '\0' || *s == '\n')
+                return 0;
+            if (*s == '\\') {
+                s++;
+                if (*s != '\\' && *s != '"' && *s != 'n')
+                    return 0;
+            }
+            s++;
+        }
+        s++;
+        if (*s == '\0')
+            return 1;
+        if (*s++ != ',')
+            return 0;
+    }
+}
+
+static int ascending(const double *bounds, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(bounds[i]) || (i > 0 && bounds[i] <= bounds[i - 1]))
+            return 0;
+    return 1;
+}
+
+int metrics_escape_label(const char *value, char *out, size_t n)
+{
+    size_t o = 0;
+    for (const char *p = value; *p != '\0'; p++) {
+        const char *rep = *p == '\\' ? "\\\\" : *p == '"' ? "\\\"" : *p == '\n' ? "\\n" : NULL;
+        size_t len = rep != NULL ? 2 : 1;
+        if (o + len >= n) {
+            if (n > 0)
+                out[0] = '\0';
+            return ERR_INVALID;
+        }
+        if (rep != NULL)
+            memcpy(out + o, rep, 2);
+        else
+            out[o] = *p;
+        o += len;
+    }
+    if (n == 0)
+        return ERR_INVALID;
+    out[o] = '\0';
+    return 0;
+}
+
+/* ---- registration ---- */
+
+static void series_free(struct metrics_series *s)
+{
+    if (s == NULL)
+        return;
+    free(s->name);
+    free(s->help);
+    free(s->labels);
+    free(s->bounds);
+    free(s->buckets);
+    free(s);
+}
+
+static struct metrics_series *series_new(enum kind kind, const char *name, const char *help,
                                          const char *labels, const double *bounds, size_t n)
 {
-    pthread_mutex_lock(&lock);
-    if (start_time == 0) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        start_time = (double)ts.tv_sec + ts.tv_nsec / 1e9;
-    }
-    struct metrics_series *s;
-    for (s = head; s != NULL; s = s->next)
-        if (s->kind == kind && strcmp(s->name, name) == 0 && same(s->labels, labels))
-            goto out;
-    s = calloc(1, sizeof(*s));
+    struct metrics_series *s = calloc(1, sizeof(*s));
     if (s == NULL)
-        goto out;
+        return NULL;
     s->kind = kind;
     s->name = strdup(name);
     s->help = strdup(help ? help : "");
@@ -86,16 +183,38 @@ static struct metrics_series *registered(enum kind kind, const char *name, const
     }
     if (s->name == NULL || s->help == NULL || s->labels == NULL ||
         (kind == K_HISTOGRAM && (s->bounds == NULL || s->buckets == NULL))) {
-        free(s->name);
-        free(s->help);
-        free(s->labels);
-        free(s->bounds);
-        free(s->buckets);
-        free(s);
-        s = NULL;
-        goto out;
+        series_free(s);
+        return NULL;
     }
     atomic_init(&s->value, to_bits(0.0));
+    for (size_t i = 0; kind == K_HISTOGRAM && i <= n; i++)
+        atomic_init(&s->buckets[i], 0);
+    return s;
+}
+
+static struct metrics_series *registered(enum kind kind, const char *name, const char *help,
+                                         const char *labels, const double *bounds, size_t n)
+{
+    if (!valid_name(name) || !valid_labels(labels))
+        return NULL;
+    if (kind == K_HISTOGRAM && (n > 0 && (bounds == NULL || !ascending(bounds, n))))
+        return NULL;
+    const char *want = labels ? labels : "";
+    struct metrics_series *s = NULL;
+    pthread_mutex_lock(&lock);
+    for (struct metrics_series *p = head; p != NULL; p = p->next) {
+        if (strcmp(p->name, name) != 0)
+            continue;
+        if (p->kind != kind)
+            goto out; /* one name, one kind */
+        if (strcmp(p->labels, want) == 0) {
+            s = p;
+            goto out;
+        }
+    }
+    s = series_new(kind, name, help, labels, bounds, n);
+    if (s == NULL)
+        goto out;
     if (tail != NULL)
         tail->next = s;
     else
@@ -122,62 +241,72 @@ metrics_histogram_t *metrics_histogram(const char *name, const char *help, const
     return registered(K_HISTOGRAM, name, help, labels, bounds, n);
 }
 
+/* ---- updates ---- */
+
 void metrics_counter_add(metrics_counter_t *c, double v)
 {
-    if (c != NULL && v > 0)
+    if (c != NULL && c->kind == K_COUNTER && v > 0)
         atomic_add_double(&c->value, v, 0);
 }
 
 void metrics_gauge_set(metrics_gauge_t *g, double v)
 {
-    if (g != NULL)
+    if (g != NULL && g->kind == K_GAUGE)
         atomic_add_double(&g->value, v, 1);
 }
 
 void metrics_gauge_add(metrics_gauge_t *g, double v)
 {
-    if (g != NULL)
+    if (g != NULL && g->kind == K_GAUGE)
         atomic_add_double(&g->value, v, 0);
 }
 
 void metrics_histogram_observe(metrics_histogram_t *h, double v)
 {
-    if (h == NULL)
+    if (h == NULL || h->kind != K_HISTOGRAM || isnan(v))
         return;
     size_t i = 0;
     while (i < h->n_bounds && v > h->bounds[i])
         i++;
     atomic_fetch_add(&h->buckets[i], 1);
-    atomic_fetch_add(&h->count, 1);
     atomic_add_double(&h->value, v, 0);
 }
 
-static int fmt_value(buf_t *out, double v)
-{
-    if (v == (double)(long long)v && v < 1e15 && v > -1e15)
-        return buf_printf(out, "%lld", (long long)v);
-    return buf_printf(out, "%.17g", v);
-}
+/* ---- rendering ---- */
 
 static int series_line(buf_t *out, const char *name, const char *suffix, const char *labels,
                        const char *extra, double v)
 {
-    int rc = buf_printf(out, "%s%s", name, suffix);
+    char num[40];
+    format_double(num, sizeof(num), v);
     int has = labels[0] != '\0', more = extra != NULL && extra[0] != '\0';
+    int rc = buf_printf(out, "%s%s", name, suffix);
     if (rc == 0 && (has || more))
         rc = buf_printf(out, "{%s%s%s}", labels, has && more ? "," : "", more ? extra : "");
     if (rc == 0)
-        rc = buf_puts(out, " ");
-    if (rc == 0)
-        rc = fmt_value(out, v);
-    if (rc == 0)
-        rc = buf_puts(out, "\n");
+        rc = buf_printf(out, " %s\n", num);
     return rc;
 }
 
 static const char *type_name(enum kind k)
 {
     return k == K_COUNTER ? "counter" : k == K_GAUGE ? "gauge" : "histogram";
+}
+
+static int help_line(buf_t *out, const struct metrics_series *s)
+{
+    int rc = buf_printf(out, "# HELP %s ", s->name);
+    for (const char *p = s->help; rc == 0 && *p != '\0'; p++) {
+        if (*p == '\\')
+            rc = buf_puts(out, "\\\\");
+        else if (*p == '\n')
+            rc = buf_puts(out, "\\n");
+        else
+            rc = buf_append(out, p, 1);
+    }
+    if (rc == 0)
+        rc = buf_printf(out, "\n# TYPE %s %s\n", s->name, type_name(s->kind));
+    return rc;
 }
 
 static int render_series(buf_t *out, const struct metrics_series *s)
@@ -187,20 +316,107 @@ static int render_series(buf_t *out, const struct metrics_series *s)
     uint64_t cumulative = 0;
     int rc = 0;
     for (size_t i = 0; rc == 0 && i <= s->n_bounds; i++) {
-        char le[64];
+        char le[64], num[40];
         cumulative += atomic_load(&s->buckets[i]);
-        if (i < s->n_bounds)
-            snprintf(le, sizeof(le), "le=\"%g\"", s->bounds[i]);
-        else
-            snprintf(le, sizeof(le), "le=\"+Inf\"");
+        format_double(num, sizeof(num), i < s->n_bounds ? s->bounds[i] : INFINITY);
+        snprintf(le, sizeof(le), "le=\"%s\"", num);
         rc = series_line(out, s->name, "_bucket", s->labels, le, (double)cumulative);
     }
     if (rc == 0)
         rc = series_line(out, s->name, "_sum", s->labels, NULL,
                          from_bits(atomic_load(&s->value)));
     if (rc == 0)
-        rc = series_line(out, s->name, "_count", s->labels, NULL,
-                         (double)atomic_load(&s->count));
+        rc = series_line(out, s->name, "_count", s->labels, NULL, (double)cumulative);
+    return rc;
+}
+
+/* ---- process metrics ---- */
+
+static pthread_once_t start_once = PTHREAD_ONCE_INIT;
+static double start_time;
+
+/* The kernel's start time of this process: boot time (/proc/stat btime) plus the start tick
+ * (/proc/self/stat field 22); the time of the first call when /proc cannot say. */
+static void find_start_time(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    start_time = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    char line[1024];
+    unsigned long long btime = 0, ticks = 0;
+    FILE *f = fopen("/proc/stat", "r");
+    if (f == NULL)
+        return;
+    while (fgets(line, sizeof(line), f) != NULL)
+        if (sscanf(line, "btime %llu", &btime) == 1)
+            break;
+    fclose(f);
+    f = fopen("/proc/self/stat", "r");
+    if (f == NULL)
+        return;
+    size_t n = fread(line, 1, sizeof(line) - 1, f);
+    fclose(f);
+    line[n] = '\0';
+    const char *p = strrchr(line, ')'); /* the command name may contain spaces */
+    for (int field = 2; p != NULL && field < 22; field++)
+        p = strchr(p + 1, ' ');
+    long hz = sysconf(_SC_CLK_TCK);
+    if (p != NULL && btime > 0 && hz > 0 && sscanf(p + 1, "%llu", &ticks) == 1)
+        start_time = (double)btime + (double)ticks / (double)hz;
+}
+
+static long open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (d == NULL)
+        return -1;
+    long n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n - 1; /* the directory's own descriptor */
+}
+
+static int render_process(buf_t *out)
+{
+    pthread_once(&start_once, find_start_time);
+    long size = 0, resident = 0, page = sysconf(_SC_PAGESIZE);
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f != NULL) {
+        if (fscanf(f, "%ld %ld", &size, &resident) != 2)
+            size = resident = 0;
+        fclose(f);
+    }
+    struct timespec cpu;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu);
+    char start[40], cpu_s[40];
+    format_double(start, sizeof(start), start_time);
+    format_double(cpu_s, sizeof(cpu_s), (double)cpu.tv_sec + (double)cpu.tv_nsec / 1e9);
+    int rc = buf_printf(out,
+                        "# HELP process_start_time_seconds Start time of the process since unix "
+                        "epoch in seconds.\n"
+                        "# TYPE process_start_time_seconds gauge\n"
+                        "process_start_time_seconds %s\n"
+                        "# HELP process_cpu_seconds_total Total user and system CPU time spent "
+                        "in seconds.\n"
+                        "# TYPE process_cpu_seconds_total counter\n"
+                        "process_cpu_seconds_total %s\n"
+                        "# HELP process_resident_memory_bytes Resident memory size in bytes.\n"
+                        "# TYPE process_resident_memory_bytes gauge\n"
+                        "process_resident_memory_bytes %ld\n"
+                        "# HELP process_virtual_memory_bytes Virtual memory size in bytes.\n"
+                        "# TYPE process_virtual_memory_bytes gauge\n"
+                        "process_virtual_memory_bytes %ld\n",
+                        start, cpu_s, resident * page, size * page);
+    long fds = open_fds();
+    if (rc == 0 && fds >= 0)
+        rc = buf_printf(out,
+                        "# HELP process_open_fds Number of open file descriptors.\n"
+                        "# TYPE process_open_fds gauge\n"
+                        "process_open_fds %ld\n",
+                        fds);
     return rc;
 }
 
@@ -211,35 +427,17 @@ int metrics_render(buf_t *out)
     /* Group by name: HELP and TYPE once, then every series of that name. */
     for (struct metrics_series *s = head; rc == 0 && s != NULL; s = s->next) {
         int first = 1;
-        for (struct metrics_series *p = head; p != s; p = p->next)
-            if (strcmp(p->name, s->name) == 0)
-                first = 0;
+        for (struct metrics_series *p = head; first && p != s; p = p->next)
+            first = strcmp(p->name, s->name) != 0;
         if (!first)
             continue;
-        rc = buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", s->name, s->help, s->name,
-                        type_name(s->kind));
+        rc = help_line(out, s);
         for (struct metrics_series *q = s; rc == 0 && q != NULL; q = q->next)
             if (strcmp(q->name, s->name) == 0)
                 rc = render_series(out, q);
     }
-    double started = start_time;
     pthread_mutex_unlock(&lock);
-
-    long pages = 0, resident = 0;
-    FILE *f = fopen("/proc/self/statm", "r");
-    if (f != NULL) {
-        if (fscanf(f, "%ld %ld", &pages, &resident) != 2)
-            resident = 0;
-        fclose(f);
-    }
     if (rc == 0)
-        rc = buf_printf(out,
-                        "# HELP process_start_time_seconds Start time of the process\n"
-                        "# TYPE process_start_time_seconds gauge\n"
-                        "process_start_time_seconds %.3f\n"
-                        "# HELP process_resident_memory_bytes Resident memory size\n"
-                        "# TYPE process_resident_memory_bytes gauge\n"
-                        "process_resident_memory_bytes %ld\n",
-                        started, resident * sysconf(_SC_PAGESIZE));
-    return rc;
+        rc = render_process(out);
+    return rc == 0 ? 0 : ERR_NOMEM;
 }
