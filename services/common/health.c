@@ -1,4 +1,5 @@
-/* health: checks are a fixed-size table (a daemon registers a handful at startup). */
+/* health: checks are a fixed-size table filled at startup; a flag's state is an atomic int
+ * (read without a lock) and its detail text is guarded by the flag's own mutex. */
 #include "health.h"
 
 #include <pthread.h>
@@ -7,17 +8,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define HEALTH_MAX_CHECKS 32
-
 struct health_flag {
     atomic_int ok;
-    pthread_mutex_t lock;
+    pthread_mutex_t lock; /* guards detail */
     char detail[128];
 };
 
 typedef struct check {
     char name[64];
-    int (*fn)(void *arg, char *detail, size_t n);
+    health_check_fn fn;
     void *arg;
 } check_t;
 
@@ -34,10 +33,10 @@ static int flag_check(void *arg, char *detail, size_t n)
     return atomic_load(&f->ok);
 }
 
-int health_check_add(const char *name, int (*fn)(void *arg, char *detail, size_t n), void *arg)
+int health_check_add(const char *name, health_check_fn fn, void *arg)
 {
+    int rc = ERR_NOMEM;
     pthread_mutex_lock(&lock);
-    int rc = -1;
     if (n_checks < HEALTH_MAX_CHECKS) {
         snprintf(checks[n_checks].name, sizeof(checks[n_checks].name), "%s", name);
         checks[n_checks].fn = fn;
@@ -55,6 +54,7 @@ health_flag_t *health_flag_new(const char *name)
     if (f == NULL)
         return NULL;
     pthread_mutex_init(&f->lock, NULL);
+    atomic_init(&f->ok, 0);
     snprintf(f->detail, sizeof(f->detail), "starting");
     if (health_check_add(name, flag_check, f) != 0) {
         pthread_mutex_destroy(&f->lock);
@@ -74,6 +74,11 @@ void health_flag_set(health_flag_t *f, int ok, const char *detail)
     atomic_store(&f->ok, ok ? 1 : 0);
 }
 
+int health_flag_ok(const health_flag_t *f)
+{
+    return f != NULL && atomic_load(&((health_flag_t *)f)->ok);
+}
+
 int health_ready_json(json_t **out)
 {
     json_t *all = json_object();
@@ -81,10 +86,16 @@ int health_ready_json(json_t **out)
     pthread_mutex_lock(&lock);
     for (size_t i = 0; i < n_checks; i++) {
         char detail[128] = "";
-        int ok = checks[i].fn(checks[i].arg, detail, sizeof(detail));
-        ready &= ok != 0;
-        json_object_set_new(all, checks[i].name,
-                            json_pack("{s:s,s:s}", "status", ok ? "ok" : "fail", "detail", detail));
+        int ok = checks[i].fn(checks[i].arg, detail, sizeof(detail)) != 0;
+        ready &= ok;
+        json_t *seen = json_object_get(all, checks[i].name);
+        if (seen != NULL && (ok || strcmp(json_string_value(json_object_get(seen, "status")),
+                                          "fail") == 0))
+            continue; /* a name shared by several checks shows its first failure */
+        json_t *entry = json_pack("{s:s,s:s}", "status", ok ? "ok" : "fail", "detail", detail);
+        if (entry == NULL) /* a detail that is not UTF-8 */
+            entry = json_pack("{s:s,s:s}", "status", ok ? "ok" : "fail", "detail", "?");
+        json_object_set_new(all, checks[i].name, entry);
     }
     pthread_mutex_unlock(&lock);
     *out = json_pack("{s:s,s:o}", "status", ready ? "ok" : "fail", "checks", all);
