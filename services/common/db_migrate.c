@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "hex.h"
 #include "log.h"
 
 #define MIGRATE_LOCK_KEY 730100
@@ -16,7 +17,7 @@ static void checksum(const char *sql, char out[65])
 {
     unsigned char h[crypto_hash_sha256_BYTES];
     crypto_hash_sha256(h, (const unsigned char *)sql, strlen(sql));
-    sodium_bin2hex(out, 65, h, sizeof(h));
+    hex_encode(h, sizeof(h), out);
 }
 
 static int apply_one(db_conn_t *db, const char *component, const db_migration_t *m, err_t *e)

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hex.h"
+
 static pthread_once_t sodium_once = PTHREAD_ONCE_INIT;
 
 static void sodium_start(void)
@@ -61,16 +63,11 @@ int trace_parse(const char *h, trace_ctx_t *out)
 
 static void random_hex(char *out, size_t bytes)
 {
-    static const char hex[] = "0123456789abcdef";
     unsigned char b[16];
     pthread_once(&sodium_once, sodium_start);
     do {
         randombytes_buf(b, bytes);
-        for (size_t i = 0; i < bytes; i++) {
-            out[2 * i] = hex[b[i] >> 4];
-            out[2 * i + 1] = hex[b[i] & 15];
-        }
-        out[2 * bytes] = '\0';
+        hex_encode(b, bytes, out);
     } while (lower_hex(out, 2 * bytes) != 1); /* all zero is invalid: draw again */
 }
 

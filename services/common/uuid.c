@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "hex.h"
+
 static pthread_once_t sodium_once = PTHREAD_ONCE_INIT;
 static pthread_mutex_t v7_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint64_t v7_last_ms;
@@ -24,17 +26,19 @@ static void sodium_start(void)
         abort();
 }
 
+/* The canonical text form: the 16 bytes as hex in groups of 4, 2, 2, 2 and 6 bytes (8-4-4-4-12
+ * digits) joined by '-'. Each group's NUL is overwritten by the next dash. */
 static void format(const uint8_t b[16], char out[UUID_STR_LEN])
 {
-    static const char hex[] = "0123456789abcdef";
-    size_t o = 0;
-    for (int i = 0; i < 16; i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10)
+    static const size_t groups[] = {4, 2, 2, 2, 6};
+    size_t in = 0, o = 0;
+    for (size_t g = 0; g < sizeof(groups) / sizeof(groups[0]); g++) {
+        if (g > 0)
             out[o++] = '-';
-        out[o++] = hex[b[i] >> 4];
-        out[o++] = hex[b[i] & 15];
+        hex_encode(b + in, groups[g], out + o);
+        in += groups[g];
+        o += 2 * groups[g];
     }
-    out[o] = '\0';
 }
 
 void uuid_v4(char out[UUID_STR_LEN])

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hex.h"
 #include "payment.h"
 #include "uuid.h"
 
@@ -89,16 +90,6 @@ static void invalid(http_request_t *req, const char *field, const char *detail)
 {
     http_respond_problem(req, 422, "validation-failed", "Unprocessable Content", detail,
                          json_pack("{s:[{s:s,s:s}]}", "errors", "field", field, "detail", detail));
-}
-
-static void hex_encode(const unsigned char *bin, size_t len, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < len; i++) {
-        out[2 * i] = digits[bin[i] >> 4];
-        out[2 * i + 1] = digits[bin[i] & 0x0f];
-    }
-    out[2 * len] = '\0';
 }
 
 static int create_card(http_request_t *req, void *svc)

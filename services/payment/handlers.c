@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hex.h"
 #include "payment.h"
 
 static const char *const decline_names[PAYMENT_DECLINE_COUNT] = {
@@ -262,16 +263,6 @@ static int repeat_charge_answer(db_conn_t *db, const svc_msg_t *m, payment_app_t
     if (rc == 0)
         metrics_counter_add(app->m_declined[reason], 1);
     return rc;
-}
-
-static void hex_encode(const unsigned char *bin, size_t len, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < len; i++) {
-        out[2 * i] = digits[bin[i] >> 4];
-        out[2 * i + 1] = digits[bin[i] & 0x0f];
-    }
-    out[2 * len] = '\0';
 }
 
 int payment_handle_charge(db_conn_t *db, const svc_msg_t *m, void *app_v, err_t *e)

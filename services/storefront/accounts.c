@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "hex.h"
 #include "storefront.h"
 #include "uuid.h"
 
@@ -44,7 +45,7 @@ static void token_hash_hex(const char *token, char hex[2 * crypto_hash_sha256_BY
 {
     unsigned char h[crypto_hash_sha256_BYTES];
     crypto_hash_sha256(h, (const unsigned char *)token, strlen(token));
-    sodium_bin2hex(hex, 2 * crypto_hash_sha256_BYTES + 1, h, sizeof(h));
+    hex_encode(h, sizeof(h), hex);
 }
 
 /* Reads {username, password}; 0 after answering a problem. Strings borrowed from *body. */
@@ -160,8 +161,8 @@ int sf_post_sessions(http_request_t *req, void *svc)
         sodium_memzero(token, sizeof(token));
         goto out;
     }
-    http_respond_json(req, 201, json_pack("{s:s,s:s}", "token", token, "expires_at",
-                                          db_value(res, 0, 0)));
+    http_respond_json(req, 201,
+                      json_pack("{s:s,s:s}", "token", token, "expires_at", db_value(res, 0, 0)));
     sodium_memzero(token, sizeof(token));
     sodium_memzero(raw, sizeof(raw));
 out:

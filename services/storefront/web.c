@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "hex.h"
 #include "storefront.h"
 
 static const db_stmt_t session_user_stmt = {
@@ -58,7 +59,7 @@ int sf_user(http_request_t *req, db_conn_t *db, char *user_id)
     unsigned char h[crypto_hash_sha256_BYTES];
     char hex[2 * sizeof(h) + 1];
     crypto_hash_sha256(h, (const unsigned char *)token, strlen(token));
-    sodium_bin2hex(hex, sizeof(hex), h, sizeof(h));
+    hex_encode(h, sizeof(h), hex);
     const char *params[] = {hex};
     db_result_t *res = NULL;
     err_t e;
@@ -101,8 +102,9 @@ void sf_invalid(http_request_t *req, json_t *errors)
 {
     const char *first = json_string_value(json_object_get(json_array_get(errors, 0), "field"));
     char detail[160];
-    snprintf(detail, sizeof(detail), "invalid field%s: %s%s", json_array_size(errors) > 1 ? "s" : "",
-             first ? first : "", json_array_size(errors) > 1 ? ", ..." : "");
+    snprintf(detail, sizeof(detail), "invalid field%s: %s%s",
+             json_array_size(errors) > 1 ? "s" : "", first ? first : "",
+             json_array_size(errors) > 1 ? ", ..." : "");
     http_respond_problem(req, 422, "validation-failed", "Unprocessable Content", detail,
                          json_pack("{s:o}", "errors", errors));
 }

@@ -12,6 +12,8 @@
 
 #include <sodium.h>
 
+#include "hex.h"
+
 #define MAX_SCRATCH 32
 
 static char scratch_names[MAX_SCRATCH][64];
@@ -91,7 +93,7 @@ int itest_scratch_db(const char *prefix, char *conninfo_out, size_t n)
         return -1;
     }
     randombytes_buf(r, sizeof(r));
-    sodium_bin2hex(hex, sizeof(hex), r, sizeof(r));
+    hex_encode(r, sizeof(r), hex);
     char *name = scratch_names[n_scratch];
     snprintf(name, sizeof(scratch_names[0]), "%s_%s", prefix, hex);
     char sql[128];

@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "hex.h"
 #include "mq_internal.h"
 
 #define CLASSIC_EXPIRES_MS 600000
@@ -31,8 +32,8 @@ void itest_mq_name(char *buf, size_t size, const char *prefix)
     }
     if (fd >= 0)
         close(fd);
-    snprintf(buf, size, "%s.%02x%02x%02x%02x%02x%02x%02x%02x", prefix, r[0], r[1], r[2], r[3], r[4],
-             r[5], r[6], r[7]);
+    char hex[HEX_SIZE(sizeof(r))];
+    snprintf(buf, size, "%s.%s", prefix, hex_encode(r, sizeof(r), hex));
 }
 
 mq_conn_t *itest_mq_open(const char *name)
