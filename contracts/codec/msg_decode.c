@@ -9,6 +9,7 @@
 
 #include "msg.h"
 #include "msg_fields.h"
+#include "uuid.h"
 
 const char *msg__string(const json_t *v)
 {
@@ -39,26 +40,6 @@ static size_t utf8_length(const char *s)
         if (((unsigned char)*s & 0xC0) != 0x80)
             n++;
     return n;
-}
-
-static int is_hex_lower(char c)
-{
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-}
-
-int msg_is_uuid(const char *s)
-{
-    if (s == NULL)
-        return 0;
-    for (int i = 0; i < 36; i++) {
-        if (i == 8 || i == 13 || i == 18 || i == 23) {
-            if (s[i] != '-')
-                return 0;
-        } else if (!is_hex_lower(s[i])) {
-            return 0; /* also stops at the terminating NUL of a short string */
-        }
-    }
-    return s[36] == '\0';
 }
 
 /* Reads exactly n decimal digits at s into *out. */
@@ -196,8 +177,8 @@ static int check_int(const msg_field_t *f, const json_t *v, err_t *e)
         return 0;
     if (f->max == MSG_FIELD_NO_MAX)
         return err_set(e, ERR_INVALID, "$.%s: expected integer >= %lld", f->name, f->min);
-    return err_set(e, ERR_INVALID, "$.%s: expected integer between %lld and %lld", f->name,
-                   f->min, f->max);
+    return err_set(e, ERR_INVALID, "$.%s: expected integer between %lld and %lld", f->name, f->min,
+                   f->max);
 }
 
 static int check_uuid_array(const msg_field_t *f, const json_t *v, err_t *e)
@@ -211,7 +192,7 @@ static int check_uuid_array(const msg_field_t *f, const json_t *v, err_t *e)
     /* n <= max (20 for every table today), so the quadratic duplicate check stays tiny. */
     for (size_t i = 0; i < n; i++) {
         const char *s = msg__string(json_array_get(v, i));
-        if (!msg_is_uuid(s))
+        if (!uuid_valid(s))
             return err_set(e, ERR_INVALID, "$.%s[%zu]: expected uuid", f->name, i);
         for (size_t j = 0; j < i; j++)
             if (strcmp(s, json_string_value(json_array_get(v, j))) == 0)
@@ -228,7 +209,7 @@ static int check_field(const msg_field_t *f, const json_t *v, err_t *e)
 
     switch (f->kind) {
     case MSG_FIELD_UUID:
-        if (!msg_is_uuid(msg__string(v)))
+        if (!uuid_valid(msg__string(v)))
             return err_set(e, ERR_INVALID, "$.%s: expected uuid", f->name);
         return 0;
     case MSG_FIELD_STRING: {
@@ -258,8 +239,10 @@ static int check_field(const msg_field_t *f, const json_t *v, err_t *e)
         size_t n = (s = msg__string(v)) != NULL ? strlen(s) : 0;
         if (s == NULL || (long long)n < f->min || (long long)n > f->max ||
             !is_canonical_base64(s, n))
-            return err_set(e, ERR_INVALID, "$.%s: expected standard base64 of %lld to %lld "
-                           "characters", f->name, f->min, f->max);
+            return err_set(e, ERR_INVALID,
+                           "$.%s: expected standard base64 of %lld to %lld "
+                           "characters",
+                           f->name, f->min, f->max);
         return 0;
     }
     case MSG_FIELD_UUID_ARRAY:
@@ -310,8 +293,7 @@ int msg_decode(msg_type_t type, const char *body, size_t len, json_t **out, err_
     /* JSON_DECODE_ANY so that "42" or "[]" reach the uniform "$: expected object" below rather
      * than a parser message; duplicate keys are refused because two consumers could otherwise
      * read two different values out of one message. */
-    root = json_loadb(body != NULL ? body : "", len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES,
-                      &je);
+    root = json_loadb(body != NULL ? body : "", len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &je);
     if (root == NULL) {
         char text[sizeof(je.text)];
         msg__printable(text, sizeof(text), je.text);

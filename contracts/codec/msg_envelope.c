@@ -10,6 +10,7 @@
 
 #include "msg.h"
 #include "msg_fields.h"
+#include "uuid.h"
 
 #define SOURCE_PREFIX "/petstore/"
 #define SPECVERSION "1.0"
@@ -64,16 +65,16 @@ static int check_env(const msg_envelope_t *env, err_t *e)
     msg_type_t type;
     const char *s;
 
-    if (!msg_is_uuid(MEMBER(env, message_id)))
+    if (!uuid_valid(MEMBER(env, message_id)))
         return err_set(e, ERR_INVALID, "envelope.message_id: expected uuid");
     if ((s = MEMBER(env, type)) == NULL || msg_type_from_name(s, &type) != 0) {
         char quoted[sizeof(env->type)];
         msg__printable(quoted, sizeof(quoted), s);
         return err_set(e, ERR_INVALID, "envelope.type: unknown message type \"%s\"", quoted);
     }
-    if ((s = MEMBER(env, correlation_id)) == NULL || (s[0] != '\0' && !msg_is_uuid(s)))
+    if ((s = MEMBER(env, correlation_id)) == NULL || (s[0] != '\0' && !uuid_valid(s)))
         return err_set(e, ERR_INVALID, "envelope.correlation_id: expected uuid or empty");
-    if ((s = MEMBER(env, causation_id)) == NULL || (s[0] != '\0' && !msg_is_uuid(s)))
+    if ((s = MEMBER(env, causation_id)) == NULL || (s[0] != '\0' && !uuid_valid(s)))
         return err_set(e, ERR_INVALID, "envelope.causation_id: expected uuid or empty");
     if ((s = MEMBER(env, time)) == NULL || (s[0] != '\0' && !msg_is_datetime(s)))
         return err_set(e, ERR_INVALID, "envelope.time: expected RFC 3339 UTC date-time or empty");
@@ -152,7 +153,7 @@ int msg_envelope_from_headers(const json_t *headers, const char *message_id, con
     memset(&env, 0, sizeof(env));
     if (message_id == NULL || message_id[0] == '\0')
         return err_set(e, ERR_INVALID, "envelope.message_id: missing");
-    if (!msg_is_uuid(message_id))
+    if (!uuid_valid(message_id))
         return err_set(e, ERR_INVALID, "envelope.message_id: expected uuid");
     snprintf(env.message_id, sizeof(env.message_id), "%s", message_id);
     if (type == NULL || type[0] == '\0')
@@ -164,7 +165,7 @@ int msg_envelope_from_headers(const json_t *headers, const char *message_id, con
     }
     snprintf(env.type, sizeof(env.type), "%s", type);
     if (correlation_id != NULL && correlation_id[0] != '\0') {
-        if (!msg_is_uuid(correlation_id))
+        if (!uuid_valid(correlation_id))
             return err_set(e, ERR_INVALID, "envelope.correlation_id: expected uuid");
         snprintf(env.correlation_id, sizeof(env.correlation_id), "%s", correlation_id);
     }
@@ -196,15 +197,15 @@ int msg_envelope_from_headers(const json_t *headers, const char *message_id, con
     }
 
     s = header(headers, "cloudEvents_time", &bad);
-    if (bad || (s != NULL && s[0] != '\0' &&
-                (strlen(s) >= sizeof(env.time) || !msg_is_datetime(s))))
+    if (bad ||
+        (s != NULL && s[0] != '\0' && (strlen(s) >= sizeof(env.time) || !msg_is_datetime(s))))
         return err_set(e, ERR_INVALID,
                        "envelope.headers.cloudEvents_time: expected RFC 3339 UTC date-time");
     if (s != NULL)
         snprintf(env.time, sizeof(env.time), "%s", s);
 
     s = header(headers, "causation_id", &bad);
-    if (bad || (s != NULL && s[0] != '\0' && !msg_is_uuid(s)))
+    if (bad || (s != NULL && s[0] != '\0' && !uuid_valid(s)))
         return err_set(e, ERR_INVALID, "envelope.headers.causation_id: expected uuid");
     if (s != NULL)
         snprintf(env.causation_id, sizeof(env.causation_id), "%s", s);

@@ -14,7 +14,7 @@
 
 /* What a field holds on the wire, and therefore how it is checked. */
 typedef enum msg_field_kind {
-    MSG_FIELD_UUID = 1,     /* string, msg_is_uuid */
+    MSG_FIELD_UUID = 1,     /* string, uuid_valid */
     MSG_FIELD_STRING,       /* string of min..max Unicode characters (code points) */
     MSG_FIELD_INT,          /* JSON integer literal in min..max (12.0 is not an integer) */
     MSG_FIELD_BOOL,         /* true or false */
@@ -30,11 +30,11 @@ typedef enum msg_field_kind {
 #define MSG_FIELD_NO_MAX LLONG_MAX
 
 typedef struct msg_field {
-    const char *name;          /* the member name in the payload object */
+    const char *name; /* the member name in the payload object */
     msg_field_kind_t kind;
-    int required;              /* 1: absence is an error; 0: may be absent (null only if NULLABLE) */
-    long long min;             /* INT: value; STRING, BASE64: characters; UUID_ARRAY: items */
-    long long max;             /* as min; MSG_FIELD_NO_MAX for an INT without upper bound */
+    int required;  /* 1: absence is an error; 0: may be absent (null only if NULLABLE) */
+    long long min; /* INT: value; STRING, BASE64: characters; UUID_ARRAY: items */
+    long long max; /* as min; MSG_FIELD_NO_MAX for an INT without upper bound */
     const char *const *values; /* ENUM, NULLABLE_ENUM: allowed strings, NULL-terminated */
 } msg_field_t;
 

@@ -10,7 +10,8 @@
  * Text form: canonical lower-case 8-4-4-4-12. uuid_valid() accepts ONLY that form: ids are
  * produced by us (lower-case), PostgreSQL prints uuids in lower case, and accepting one
  * spelling means an id compares equal to itself as a string everywhere (cache keys, logs,
- * idempotency records). A caller that wants to be lenient lower-cases first.
+ * idempotency records). A caller that wants to be lenient lower-cases first. uuid_valid() is the
+ * project's one uuid check: the message codec (contracts/codec) and the HTTP front doors use it.
  *
  * Threading: every function is thread-safe. */
 #ifndef PETSTORE_UUID_H

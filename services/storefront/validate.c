@@ -3,8 +3,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hex.h"
 #include "msg.h"
 #include "storefront.h"
+#include "uuid.h"
 
 int sf_card_syntax_ok(const char *number)
 {
@@ -24,8 +26,7 @@ int sf_username_ok(const char *name)
         return 0;
     for (size_t i = 0; i < n; i++) {
         char c = name[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
-              c == '-'))
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-'))
             return 0;
     }
     return 1;
@@ -45,7 +46,7 @@ int sf_pet_ids_ok(const json_t *ids, char *detail, size_t n)
     }
     for (size_t i = 0; i < json_array_size(ids); i++) {
         const char *id = json_string_value(json_array_get(ids, i));
-        if (id == NULL || !msg_is_uuid(id)) {
+        if (id == NULL || !uuid_valid(id)) {
             snprintf(detail, n, "item %zu is not a pet id (a lower-case UUID)", i);
             return 0;
         }
@@ -89,13 +90,13 @@ int sf_order_fingerprint(const json_t *pet_ids, const char *card, char out[SF_FI
     if (asked == NULL)
         goto out;
     size_t len = strlen(card);
-    f = json_pack("{s:O,s:s,s:i}", "pet_ids", asked, "card_last4", card + len - 4,
-                  "card_length", (int)len);
+    f = json_pack("{s:O,s:s,s:i}", "pet_ids", asked, "card_last4", card + len - 4, "card_length",
+                  (int)len);
     if (f == NULL || (text = json_dumps(f, JSON_COMPACT | JSON_SORT_KEYS)) == NULL)
         goto out;
     unsigned char h[crypto_hash_sha256_BYTES];
     crypto_hash_sha256(h, (const unsigned char *)text, strlen(text));
-    sodium_bin2hex(out, SF_FINGERPRINT_HEX, h, sizeof(h));
+    hex_encode(h, sizeof(h), out);
     rc = 0;
 out:
     free(text);

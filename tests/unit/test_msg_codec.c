@@ -18,10 +18,10 @@
 
 #include "msg.h"
 #include "msg_fields.h"
+#include "uuid.h"
 
 #define UUID_PATTERN "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
-#define DATETIME_PATTERN                                                                           \
-    "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,9})?Z$"
+#define DATETIME_PATTERN "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,9})?Z$"
 #define LAST4_PATTERN "^[0-9]{4}$"
 #define BASE64_PATTERN                                                                             \
     "^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)?$"
@@ -527,19 +527,37 @@ static void test_type_lookup_refuses_unknown_and_null_names(void **state)
 
 /* ---- the helpers ------------------------------------------------------------------------ */
 
-static void test_uuid_helper_accepts_only_the_lower_case_canonical_form(void **state)
+/* The codec has no uuid rule of its own: a uuid field holds exactly what uuid_valid accepts
+ * (uuid.h, tested in test_uuid.c), the lower-case canonical form. */
+static void test_uuid_fields_accept_exactly_what_uuid_valid_accepts(void **state)
 {
     (void)state;
-    assert_true(msg_is_uuid(ORDER));
-    assert_true(msg_is_uuid("00000000-0000-0000-0000-000000000000"));
-    assert_false(msg_is_uuid("0190A3C2-7B1E-7C4D-9F2A-3B5C6D7E8F90"));
-    assert_false(msg_is_uuid("0190a3c27b1e7c4d9f2a3b5c6d7e8f90"));
-    assert_false(msg_is_uuid("0190a3c2-7b1e-7c4d-9f2a-3b5c6d7e8f9"));
-    assert_false(msg_is_uuid("0190a3c2-7b1e-7c4d-9f2a-3b5c6d7e8f900"));
-    assert_false(msg_is_uuid("0190a3c2-7b1e-7c4d-9f2a_3b5c6d7e8f90"));
-    assert_false(msg_is_uuid("0190a3c2-7b1e-7c4d-9f2a-3b5c6d7e8f9g"));
-    assert_false(msg_is_uuid(""));
-    assert_false(msg_is_uuid(NULL));
+    const char *cases[] = {
+        ORDER,
+        "00000000-0000-0000-0000-000000000000",
+        "0190A3C2-7B1E-7C4D-9F2A-3B5C6D7E8F90",
+        "0190a3c27b1e7c4d9f2a3b5c6d7e8f90",
+        "0190a3c2-7b1e-7c4d-9f2a-3b5c6d7e8f9",
+        "0190a3c2-7b1e-7c4d-9f2a-3b5c6d7e8f900",
+        "0190a3c2-7b1e-7c4d-9f2a_3b5c6d7e8f90",
+        "0190a3c2-7b1e-7c4d-9f2a-3b5c6d7e8f9g",
+        "",
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        json_t *p = json_pack("{s:s}", "order_id", cases[i]);
+        assert_non_null(p);
+        err_t e;
+        err_clear(&e);
+        int rc = msg_validate(MSG_PAYMENT_VOIDED_V1, p, &e);
+        if ((rc == 0) != (uuid_valid(cases[i]) == 1))
+            fail_msg("\"%s\": codec says %s, uuid_valid says %d", cases[i], err_name(rc),
+                     uuid_valid(cases[i]));
+        if (rc != 0)
+            assert_string_equal(e.msg, "$.order_id: expected uuid");
+        json_decref(p);
+    }
+    assert_true(uuid_valid(ORDER));
+    assert_false(uuid_valid(NULL));
 }
 
 static void test_datetime_helper_accepts_only_utc_calendar_times(void **state)
@@ -660,7 +678,8 @@ static void test_decode_errors_quote_the_input_as_printable_ascii(void **state)
         "{\"order_id\": \"\xff\xfe\"}",
         "{\"order_id\": \"abc\x01\"}",
         "{\"order_id\": 1, \"x\": \xc3\xa9\xc3\xa9}",
-        "{\"\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\": nope}",
+        "{\"\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\":"
+        " nope}",
     };
     (void)state;
     for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
@@ -727,8 +746,8 @@ static void test_encode_is_compact_with_sorted_keys(void **state)
     assert_int_equal(json_object_set_new(p, "order_id", json_string(ORDER)), 0);
     assert_int_equal(json_object_set_new(p, "extra", json_string("caf\xc3\xa9")), 0);
     assert_int_equal(msg_encode(MSG_PAYMENT_DECLINED_V1, p, &body, &len, NULL), 0);
-    assert_string_equal(body,
-                        "{\"extra\":\"caf\xc3\xa9\",\"order_id\":\"" ORDER "\",\"reason\":\"EXPIRED\"}");
+    assert_string_equal(body, "{\"extra\":\"caf\xc3\xa9\",\"order_id\":\"" ORDER
+                              "\",\"reason\":\"EXPIRED\"}");
     assert_int_equal(len, strlen(body));
     free(body);
     json_decref(p);
@@ -793,7 +812,7 @@ int main(void)
         cmocka_unit_test(test_every_type_follows_the_naming_and_routing_rules),
         cmocka_unit_test(test_type_info_is_null_for_none_and_out_of_range_values),
         cmocka_unit_test(test_type_lookup_refuses_unknown_and_null_names),
-        cmocka_unit_test(test_uuid_helper_accepts_only_the_lower_case_canonical_form),
+        cmocka_unit_test(test_uuid_fields_accept_exactly_what_uuid_valid_accepts),
         cmocka_unit_test(test_datetime_helper_accepts_only_utc_calendar_times),
         cmocka_unit_test(test_decode_accepts_a_body_of_exactly_the_size_limit),
         cmocka_unit_test(test_decode_rejects_a_body_one_byte_over_the_size_limit),
