@@ -2,8 +2,10 @@
  *
  * The front door never keeps a card number: it seals it with the payment service's public key
  * (a libsodium sealed box, crypto_box_seal) and passes on only the sealed text, which no one but
- * the payment service can open. This header depends on libsodium alone so that another daemon
- * can link the small `petstore_card_seal` library without pulling in the payment service.
+ * the payment service can open. The sealed text is part of the message contract (the
+ * card_sealed field of order.placed.v1 and payment.charge.v1), so sealing lives in
+ * petstore_contracts beside the codec: a daemon that accepts card numbers links the contracts,
+ * never the payment service. This header depends on libsodium alone.
  *
  * The sealed text is standard base64 (with padding) of crypto_box_seal(number) where number is
  * the card's ASCII digits, no separators and no terminating NUL. Thread-safe after sodium_init()
