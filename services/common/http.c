@@ -1,26 +1,35 @@
 /* http: libmicrohttpd glue (see http.h).
  *
  * MHD calls the access handler several times per request: once when the headers are in (we
- * allocate the request and check Content-Length against the cap), once per chunk of body
- * (accumulated, or dropped once over the cap), and once more with no data, when we dispatch.
- * A response is built by whoever responds (any thread) and stored in the request as "pending";
- * it is queued from the access handler, the only place MHD allows it. For a deferred request the
- * handler returns without a pending response and the connection is suspended; the responder
- * then resumes it and MHD calls the access handler again, which queues the pending response.
- * req->lock orders "respond" against "suspend", so a response that arrives before the suspension
- * is simply queued at once. */
+ * allocate the request and check Content-Length against the cap: a body declared too large is
+ * refused at once with 413, and MHD discards the rest and closes), once per chunk of body
+ * (accumulated, or dropped once over the cap, for bodies without a declared length), and once
+ * more with no data, when we dispatch. A response is built by whoever responds (any thread) and
+ * stored in the request as "pending"; it is queued from the access handler, the only place MHD
+ * allows it. For a deferred request the handler returns without a pending response and the
+ * connection is suspended; the responder then resumes it and MHD calls the access handler again,
+ * which queues the pending response. req->lock orders "respond" against "suspend", so a response
+ * that arrives before the suspension is simply queued at once.
+ *
+ * Lifetimes: MHD owns a request from its first call until the completion callback. The only
+ * other party that may hold one is http_server_stop() while it answers a deferred request, so
+ * a request carries a reference count (guarded by the server lock): MHD's, plus one while stop
+ * holds it. Lock order: a request's lock before the server's. */
 #include "http.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "buf.h"
 #include "health.h"
@@ -29,18 +38,22 @@
 
 #define MAX_PARAMS 4
 #define MAX_HEADERS 8
-
-typedef struct http_stream http_stream_t;
+#define DEFAULT_THREADS 4
+#define DEFAULT_TIMEOUT_S 60
+#define DEFAULT_DRAIN_MS 5000
 
 struct http_server {
     struct MHD_Daemon *d;
-    http_stream_t *streams; /* open streams, guarded by lock */
     const http_route_t *routes;
     size_t n_routes;
     void *app;
     size_t max_body;
-    pthread_mutex_t lock; /* guards the deferred list */
+    unsigned drain_ms;
+    pthread_mutex_t lock; /* guards everything below */
+    pthread_cond_t idle;  /* signalled whenever active drops */
     http_request_t *deferred;
+    http_stream_t *streams;
+    size_t active; /* requests MHD has handed us and not yet completed */
     int stopping;
 };
 
@@ -62,14 +75,15 @@ struct http_request {
     char *hdr_names[MAX_HEADERS];
     char *hdr_values[MAX_HEADERS];
     int n_hdrs;
+    int refs; /* guarded by server->lock */
 
-    pthread_mutex_t lock;
+    pthread_mutex_t lock; /* guards the members below */
     int deferred;
     int suspended;
     int responded;
     int status;
     struct MHD_Response *pending;
-    http_request_t *next_deferred;
+    http_request_t *next_deferred; /* in server->deferred; guarded by server->lock */
 };
 
 static const double duration_bounds[] = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1,
@@ -106,6 +120,30 @@ int http_match(const char *pattern, const char *path, const char **names, char (
     return n;
 }
 
+const char *http_parse_bearer(const char *authorization)
+{
+    const char *h = authorization;
+    if (h == NULL)
+        return NULL;
+    while (*h == ' ' || *h == '\t')
+        h++;
+    if (strncasecmp(h, "Bearer", 6) != 0 || (h[6] != ' ' && h[6] != '\t'))
+        return NULL;
+    h += 6;
+    while (*h == ' ' || *h == '\t')
+        h++;
+    /* One run of visible ASCII (RFC 6750's b64token is a subset), then nothing but blanks. */
+    const char *t = h;
+    while (*t > ' ' && *t < 0x7f)
+        t++;
+    if (t == h)
+        return NULL;
+    for (const char *r = t; *r != '\0'; r++)
+        if (*r != ' ' && *r != '\t')
+            return NULL;
+    return *t == '\0' ? h : NULL;
+}
+
 json_t *http_problem_json(int status, const char *type_slug, const char *title, const char *detail,
                           const char *instance, json_t *extra)
 {
@@ -124,6 +162,53 @@ json_t *http_problem_json(int status, const char *type_slug, const char *title, 
         json_object_update_missing(p, extra);
     json_decref(extra);
     return p;
+}
+
+int http_content_type_is_json(const char *content_type)
+{
+    const char *ct = content_type;
+    if (ct == NULL)
+        return 0;
+    while (*ct == ' ' || *ct == '\t')
+        ct++;
+    if (strncasecmp(ct, "application/json", 16) != 0)
+        return 0;
+    ct += 16;
+    /* Parameters: only a UTF-8 charset is accepted (JSON has no other encoding, RFC 8259). */
+    for (;;) {
+        while (*ct == ' ' || *ct == '\t')
+            ct++;
+        if (*ct == '\0')
+            return 1;
+        if (*ct++ != ';')
+            return 0;
+        while (*ct == ' ' || *ct == '\t')
+            ct++;
+        const char *end = ct + strcspn(ct, ";");
+        if (strncasecmp(ct, "charset=", 8) == 0) {
+            const char *v = ct + 8;
+            size_t n = (size_t)(end - v);
+            while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+                n--;
+            if (n >= 2 && v[0] == '"' && v[n - 1] == '"') {
+                v++;
+                n -= 2;
+            }
+            if (!((n == 5 && strncasecmp(v, "utf-8", 5) == 0) ||
+                  (n == 4 && strncasecmp(v, "utf8", 4) == 0)))
+                return 0;
+        }
+        ct = end;
+    }
+}
+
+const char *http_metrics_method(const char *method)
+{
+    static const char *const known[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"};
+    for (size_t i = 0; method != NULL && i < sizeof(known) / sizeof(known[0]); i++)
+        if (strcmp(method, known[i]) == 0)
+            return known[i];
+    return "other";
 }
 
 /* ---- accessors ---- */
@@ -166,13 +251,7 @@ const char *http_header(const http_request_t *req, const char *name)
 
 const char *http_bearer_token(const http_request_t *req)
 {
-    const char *h = http_header(req, "Authorization");
-    if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
-        return NULL;
-    h += 7;
-    while (*h == ' ')
-        h++;
-    return *h != '\0' ? h : NULL;
+    return http_parse_bearer(http_header(req, MHD_HTTP_HEADER_AUTHORIZATION));
 }
 
 const char *http_body(const http_request_t *req, size_t *len)
@@ -196,16 +275,51 @@ const trace_ctx_t *http_trace(http_request_t *req)
     return &req->trace;
 }
 
-void http_add_header(http_request_t *req, const char *name, const char *value)
+int http_add_header(http_request_t *req, const char *name, const char *value)
 {
     if (req->n_hdrs >= MAX_HEADERS)
-        return;
-    req->hdr_names[req->n_hdrs] = strdup(name);
-    req->hdr_values[req->n_hdrs] = strdup(value);
+        return ERR_NOMEM;
+    if (strpbrk(name, "\r\n:") != NULL || strpbrk(value, "\r\n") != NULL)
+        return ERR_INVALID; /* no header splitting */
+    char *n = strdup(name), *v = strdup(value);
+    if (n == NULL || v == NULL) {
+        free(n);
+        free(v);
+        return ERR_NOMEM;
+    }
+    req->hdr_names[req->n_hdrs] = n;
+    req->hdr_values[req->n_hdrs] = v;
     req->n_hdrs++;
+    return 0;
 }
 
-/* ---- responding ---- */
+/* ---- request lifetime ---- */
+
+static void request_free(http_request_t *req)
+{
+    if (req->pending != NULL)
+        MHD_destroy_response(req->pending);
+    for (int i = 0; i < req->n_hdrs; i++) {
+        free(req->hdr_names[i]);
+        free(req->hdr_values[i]);
+    }
+    buf_free(&req->body);
+    free(req->method);
+    free(req->path);
+    pthread_mutex_destroy(&req->lock);
+    free(req);
+}
+
+/* Drops one reference; the last one frees. */
+static void request_release(http_request_t *req)
+{
+    http_server_t *s = req->server;
+    pthread_mutex_lock(&s->lock);
+    int last = --req->refs == 0;
+    pthread_mutex_unlock(&s->lock);
+    if (last)
+        request_free(req);
+}
 
 static void deferred_remove(http_request_t *req)
 {
@@ -217,19 +331,22 @@ static void deferred_remove(http_request_t *req)
             break;
         }
     }
+    req->next_deferred = NULL;
     pthread_mutex_unlock(&s->lock);
 }
 
-/* Takes ownership of data (malloc'd, may be NULL when len is 0). */
+/* ---- responding ---- */
+
+/* Takes ownership of data (malloc'd; may be NULL when len is 0). */
 static void respond(http_request_t *req, int status, const char *content_type, char *data,
                     size_t len)
 {
     struct MHD_Response *r =
-        MHD_create_response_from_buffer(len, data ? data : (char *)"", data ? MHD_RESPMEM_MUST_FREE
-                                                                             : MHD_RESPMEM_PERSISTENT);
+        MHD_create_response_from_buffer(len, data ? data : (char *)"",
+                                        data ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
     if (r == NULL) {
         free(data);
-        return;
+        return; /* the access handler answers 500 for a request left without a response */
     }
     if (content_type != NULL) {
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
@@ -242,8 +359,7 @@ static void respond(http_request_t *req, int status, const char *content_type, c
         return;
     }
     for (int i = 0; i < req->n_hdrs; i++)
-        if (req->hdr_names[i] && req->hdr_values[i])
-            MHD_add_response_header(r, req->hdr_names[i], req->hdr_values[i]);
+        MHD_add_response_header(r, req->hdr_names[i], req->hdr_values[i]);
     req->responded = 1;
     req->status = status;
     req->pending = r;
@@ -251,6 +367,7 @@ static void respond(http_request_t *req, int status, const char *content_type, c
     req->suspended = 0;
     pthread_mutex_unlock(&req->lock);
     if (resume) {
+        /* Still ours: a suspended connection cannot complete until it is resumed. */
         deferred_remove(req);
         MHD_resume_connection(req->conn);
     }
@@ -278,7 +395,8 @@ void http_respond_text(http_request_t *req, int status, const char *content_type
     char *copy = malloc(len + 1);
     if (copy == NULL)
         return;
-    memcpy(copy, body, len);
+    if (len > 0)
+        memcpy(copy, body, len);
     respond(req, status, content_type, copy, len);
 }
 
@@ -296,12 +414,10 @@ void http_defer(http_request_t *req)
 
 int http_read_json_object(http_request_t *req, json_t **out)
 {
-    const char *ct = http_header(req, "Content-Type");
-    if (ct == NULL || strncasecmp(ct, "application/json", 16) != 0 ||
-        (ct[16] != '\0' && ct[16] != ';' && ct[16] != ' ')) {
+    if (!http_content_type_is_json(http_header(req, MHD_HTTP_HEADER_CONTENT_TYPE))) {
         http_respond_problem(req, 415, "unsupported-media-type", "Unsupported Media Type",
                              "the request body must be application/json", NULL);
-        return -1;
+        return ERR_INVALID;
     }
     json_error_t je;
     size_t len = 0;
@@ -312,18 +428,17 @@ int http_read_json_object(http_request_t *req, json_t **out)
         snprintf(detail, sizeof(detail), "malformed JSON at line %d column %d: %s", je.line,
                  je.column, je.text);
         http_respond_problem(req, 400, "malformed-json", "Malformed JSON", detail, NULL);
-        return -1;
+        return ERR_INVALID;
     }
     if (!json_is_object(v)) {
         json_decref(v);
         http_respond_problem(req, 422, "validation-failed", "Unprocessable Content",
                              "the request body must be a JSON object", NULL);
-        return -1;
+        return ERR_INVALID;
     }
     *out = v;
     return 0;
 }
-
 /* ---- streams ---- */
 
 /* A stream has two owners, the MHD response (released by its free callback when the
@@ -473,34 +588,88 @@ void http_stream_close(http_stream_t *st)
 
 /* ---- built-in routes ---- */
 
-static int builtin(http_request_t *req)
+static int livez(http_request_t *req, void *app)
 {
-    if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0)
+    (void)app;
+    http_respond_json(req, 200, json_pack("{s:s}", "status", "ok"));
+    return 0;
+}
+
+static int readyz(http_request_t *req, void *app)
+{
+    (void)app;
+    json_t *body = NULL;
+    int ready = health_ready_json(&body);
+    http_respond_json(req, ready ? 200 : 503, body);
+    return 0;
+}
+
+static int metrics_page(http_request_t *req, void *app)
+{
+    (void)app;
+    buf_t b = BUF_INIT;
+    if (metrics_render(&b) != 0) {
+        buf_free(&b);
+        http_respond_problem(req, 500, "internal", "Internal Server Error", NULL, NULL);
         return 0;
-    if (strcmp(req->path, "/livez") == 0) {
-        req->pattern = "/livez";
-        http_respond_json(req, 200, json_pack("{s:s}", "status", "ok"));
-        return 1;
     }
-    if (strcmp(req->path, "/readyz") == 0) {
-        req->pattern = "/readyz";
-        json_t *body = NULL;
-        int ready = health_ready_json(&body);
-        http_respond_json(req, ready ? 200 : 503, body);
-        return 1;
-    }
-    if (strcmp(req->path, "/metrics") == 0) {
-        req->pattern = "/metrics";
-        buf_t b = BUF_INIT;
-        if (metrics_render(&b) != 0) {
-            buf_free(&b);
-            http_respond_problem(req, 500, "internal", "Internal Server Error", NULL, NULL);
+    respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
+    return 0;
+}
+
+static const http_route_t builtin_routes[] = {
+    {"GET", "/livez", livez},
+    {"GET", "/readyz", readyz},
+    {"GET", "/metrics", metrics_page},
+};
+
+/* ---- dispatching ---- */
+
+/* True if method is already in the comma-separated Allow list. */
+static int allow_has(const char *allow, const char *method)
+{
+    size_t n = strlen(method);
+    for (const char *p = allow; p != NULL && *p != '\0';) {
+        if (strncmp(p, method, n) == 0 && (p[n] == ',' || p[n] == '\0'))
             return 1;
-        }
-        respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
-        return 1;
+        p = strchr(p, ',');
+        if (p != NULL)
+            p += 2; /* ", " */
     }
     return 0;
+}
+
+/* Adds method to the Allow list once (GET brings HEAD, which MHD answers without a body). */
+static void allow_add(char *allow, size_t n, const char *method)
+{
+    const char *add[2] = {method, strcmp(method, "GET") == 0 ? "HEAD" : NULL};
+    for (int k = 0; k < 2 && add[k] != NULL; k++) {
+        if (allow_has(allow, add[k]))
+            continue;
+        size_t len = strlen(allow);
+        snprintf(allow + len, n - len, "%s%s", len ? ", " : "", add[k]);
+    }
+}
+
+/* The route of table that matches req's path and method (a GET route also serves HEAD), with
+ * req's parameters filled in; else NULL, having added the methods the path allows to allow. */
+static const http_route_t *table_find(http_request_t *req, const http_route_t *table, size_t n,
+                                      char *allow, size_t allow_n)
+{
+    int head = strcmp(req->method, "HEAD") == 0;
+    for (size_t i = 0; i < n; i++) {
+        const http_route_t *r = &table[i];
+        int got = http_match(r->pattern, req->path, req->param_names, req->param_values,
+                             MAX_PARAMS);
+        if (got < 0)
+            continue;
+        if (strcmp(r->method, req->method) == 0 || (head && strcmp(r->method, "GET") == 0)) {
+            req->n_params = got;
+            return r;
+        }
+        allow_add(allow, allow_n, r->method);
+    }
+    return NULL;
 }
 
 static void dispatch(http_request_t *req)
@@ -512,31 +681,23 @@ static void dispatch(http_request_t *req)
         http_respond_problem(req, 413, "payload-too-large", "Content Too Large", detail, NULL);
         return;
     }
-    if (builtin(req))
-        return;
+    /* Built-in routes first: an application route cannot shadow /livez. */
     char allow[128] = "";
-    for (size_t i = 0; i < s->n_routes; i++) {
-        const http_route_t *r = &s->routes[i];
-        int n = http_match(r->pattern, req->path, req->param_names, req->param_values, MAX_PARAMS);
-        if (n < 0)
-            continue;
-        if (strcmp(r->method, req->method) != 0) {
-            size_t len = strlen(allow);
-            snprintf(allow + len, sizeof(allow) - len, "%s%s", len ? ", " : "", r->method);
-            continue;
-        }
-        req->n_params = n;
+    const http_route_t *r = table_find(req, builtin_routes,
+                                       sizeof(builtin_routes) / sizeof(builtin_routes[0]), allow,
+                                       sizeof(allow));
+    if (r == NULL)
+        r = table_find(req, s->routes, s->n_routes, allow, sizeof(allow));
+    if (r != NULL) {
         req->pattern = r->pattern;
         r->fn(req, s->app);
         return;
     }
     if (allow[0] != '\0') {
-        req->pattern = "unmatched";
-        http_add_header(req, "Allow", allow);
+        (void)http_add_header(req, "Allow", allow);
         http_respond_problem(req, 405, "method-not-allowed", "Method Not Allowed", NULL, NULL);
         return;
     }
-    req->pattern = "unmatched";
     http_respond_problem(req, 404, "not-found", "Not Found", "no such resource", NULL);
 }
 
@@ -550,6 +711,32 @@ static enum MHD_Result queue_pending(http_request_t *req)
     return rc;
 }
 
+static http_request_t *request_new(http_server_t *s, struct MHD_Connection *conn,
+                                   const char *url, const char *method)
+{
+    http_request_t *req = calloc(1, sizeof(*req));
+    if (req == NULL)
+        return NULL;
+    req->server = s;
+    req->conn = conn;
+    req->method = strdup(method);
+    req->path = strdup(url);
+    req->refs = 1; /* MHD's, dropped in on_completed */
+    pthread_mutex_init(&req->lock, NULL);
+    clock_gettime(CLOCK_MONOTONIC, &req->started);
+    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl != NULL) {
+        errno = 0;
+        unsigned long long declared = strtoull(cl, NULL, 10);
+        req->too_large = errno == ERANGE || declared > s->max_body;
+    }
+    pthread_mutex_lock(&s->lock);
+    s->active++;
+    pthread_mutex_unlock(&s->lock);
+    return req;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version,
                                   const char *upload_data, size_t *upload_data_size,
@@ -559,22 +746,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     http_server_t *s = cls;
     http_request_t *req = *con_cls;
     if (req == NULL) {
-        req = calloc(1, sizeof(*req));
+        req = request_new(s, conn, url, method);
         if (req == NULL)
             return MHD_NO;
-        req->server = s;
-        req->conn = conn;
-        req->method = strdup(method);
-        req->path = strdup(url);
-        pthread_mutex_init(&req->lock, NULL);
-        clock_gettime(CLOCK_MONOTONIC, &req->started);
-        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
-        if (cl != NULL && strtoull(cl, NULL, 10) > s->max_body)
-            req->too_large = 1;
         *con_cls = req;
-        return req->method && req->path ? MHD_YES : MHD_NO;
-    }
-    if (*upload_data_size > 0) {
+        if (req->method == NULL || req->path == NULL)
+            return MHD_NO;
+        if (!req->too_large)
+            return MHD_YES; /* the body, if any, comes next */
+        /* A body declared too large is refused before it is read. */
+    } else if (*upload_data_size > 0) {
         if (!req->too_large) {
             if (req->body.len + *upload_data_size > s->max_body ||
                 buf_append(&req->body, upload_data, *upload_data_size) != 0) {
@@ -606,15 +787,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             http_respond_problem(req, 503, "unavailable", "Service Unavailable", "shutting down",
                                  NULL);
             pthread_mutex_lock(&req->lock);
-            rc = queue_pending(req);
+            if (req->pending != NULL)
+                rc = queue_pending(req);
         } else {
             req->suspended = 1;
             MHD_suspend_connection(conn);
         }
     } else if (!req->responded) {
         pthread_mutex_unlock(&req->lock);
-        log_error(NULL, "http.no_response", json_pack("{s:s,s:s}", "method", req->method, "route",
-                                                      req->pattern ? req->pattern : ""));
+        log_error(NULL, "http.no_response",
+                  json_pack("{s:s,s:s}", "method", req->method, "route",
+                            req->pattern ? req->pattern : ""));
         http_respond_problem(req, 500, "internal", "Internal Server Error",
                              "the handler did not respond", NULL);
         pthread_mutex_lock(&req->lock);
@@ -625,52 +808,86 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return rc;
 }
 
-static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
-                         enum MHD_RequestTerminationCode toe)
+/* Counts the request in petstore_http_requests_total and its duration histogram, labelled by
+ * route pattern (bounded), a known method (or "other") and status, and logs its access line. */
+static void request_account(http_request_t *req)
 {
-    (void)cls;
-    (void)conn;
-    (void)toe;
-    http_request_t *req = *con_cls;
-    if (req == NULL)
-        return;
-    *con_cls = NULL;
-    deferred_remove(req);
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
     double secs = (double)(now.tv_sec - req->started.tv_sec) +
                   (double)(now.tv_nsec - req->started.tv_nsec) / 1e9;
     const char *route = req->pattern ? req->pattern : "unmatched";
-    char labels[256];
-    snprintf(labels, sizeof(labels), "route=\"%s\",method=\"%s\",status=\"%d\"", route,
-             req->method, req->status);
-    metrics_counter_add(metrics_counter("petstore_http_requests_total", "HTTP requests answered",
-                                        labels),
-                        1);
-    snprintf(labels, sizeof(labels), "route=\"%s\"", route);
+    const char *method = http_metrics_method(req->method);
+    char escaped[160], labels[256];
+    if (metrics_escape_label(route, escaped, sizeof(escaped)) != 0)
+        snprintf(escaped, sizeof(escaped), "unmatched");
+    snprintf(labels, sizeof(labels), "route=\"%s\",method=\"%s\",status=\"%d\"", escaped, method,
+             req->status);
+    metrics_counter_add(
+        metrics_counter("petstore_http_requests_total", "HTTP requests answered", labels), 1);
+    snprintf(labels, sizeof(labels), "route=\"%s\"", escaped);
     metrics_histogram_observe(metrics_histogram("petstore_http_request_duration_seconds",
                                                 "HTTP request duration", labels, duration_bounds,
-                                                sizeof(duration_bounds) / sizeof(duration_bounds[0])),
+                                                sizeof(duration_bounds) /
+                                                    sizeof(duration_bounds[0])),
                               secs);
-    log_debug(NULL, "http.request",
-              json_pack("{s:s,s:s,s:i,s:f}", "method", req->method, "route", route, "status",
-                        req->status, "duration_ms", secs * 1000));
-    if (req->pending != NULL)
-        MHD_destroy_response(req->pending);
-    for (int i = 0; i < req->n_hdrs; i++) {
-        free(req->hdr_names[i]);
-        free(req->hdr_values[i]);
+    if (log_enabled(LOG_DEBUG)) {
+        log_ctx_t ctx = {req->have_trace ? req->trace.trace_id : NULL,
+                         req->have_trace ? req->trace.span_id : NULL, NULL};
+        log_debug(&ctx, "http.request",
+                  json_pack("{s:s,s:s,s:i,s:f}", "method", method, "route", route, "status",
+                            req->status, "duration_ms", secs * 1000));
     }
-    buf_free(&req->body);
-    free(req->method);
-    free(req->path);
-    pthread_mutex_destroy(&req->lock);
-    free(req);
 }
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)conn;
+    (void)toe;
+    http_server_t *s = cls;
+    http_request_t *req = *con_cls;
+    if (req == NULL)
+        return;
+    *con_cls = NULL;
+    deferred_remove(req);
+    request_account(req);
+    pthread_mutex_lock(&s->lock);
+    s->active--;
+    pthread_cond_broadcast(&s->idle);
+    pthread_mutex_unlock(&s->lock);
+    request_release(req);
+}
+
+/* MHD's own messages (bind failures, protocol errors) as log lines. */
+static void mhd_log(void *cls, const char *fmt, va_list ap) PETSTORE_PRINTF(2, 0);
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char text[512];
+    vsnprintf(text, sizeof(text), fmt, ap);
+    size_t n = strlen(text);
+    while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == '\r'))
+        text[--n] = '\0';
+    log_warn(NULL, "http.server_message", json_pack("{s:s}", "detail", text));
+}
+
+/* ---- the server ---- */
 
 int http_server_start(const http_config_t *cfg, const http_route_t *routes, size_t n, void *app,
                       http_server_t **out, err_t *e)
 {
+    struct sockaddr_in addr;
+    memset(&addr, 0, sizeof(addr));
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(cfg->port);
+    const char *host = cfg->addr ? cfg->addr : "127.0.0.1";
+    if (inet_pton(AF_INET, host, &addr.sin_addr) != 1)
+        return err_set(e, ERR_CONFIG, "HTTP address %s is not an IPv4 address", host);
+    for (size_t i = 0; i < n; i++)
+        if (routes[i].method == NULL || routes[i].pattern == NULL || routes[i].fn == NULL ||
+            routes[i].pattern[0] != '/')
+            return err_set(e, ERR_CONFIG, "HTTP route %zu is incomplete", i);
     http_server_t *s = calloc(1, sizeof(*s));
     if (s == NULL)
         return err_set(e, ERR_NOMEM, "out of memory starting the HTTP server");
@@ -678,28 +895,23 @@ int http_server_start(const http_config_t *cfg, const http_route_t *routes, size
     s->n_routes = n;
     s->app = app;
     s->max_body = cfg->max_body ? cfg->max_body : HTTP_DEFAULT_MAX_BODY;
+    s->drain_ms = cfg->drain_ms ? cfg->drain_ms : DEFAULT_DRAIN_MS;
     pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->idle, NULL);
 
-    struct sockaddr_in addr;
-    memset(&addr, 0, sizeof(addr));
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(cfg->port);
-    const char *host = cfg->addr ? cfg->addr : "127.0.0.1";
-    if (inet_pton(AF_INET, host, &addr.sin_addr) != 1) {
-        pthread_mutex_destroy(&s->lock);
-        free(s);
-        return err_set(e, ERR_CONFIG, "HTTP address %s is not an IPv4 address", host);
-    }
-    unsigned threads = cfg->threads ? cfg->threads : 4;
-    s->d = MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
-                                MHD_USE_ERROR_LOG,
-                            cfg->port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, &addr,
-                            MHD_OPTION_THREAD_POOL_SIZE, threads,
-                            MHD_OPTION_CONNECTION_TIMEOUT,
-                            (unsigned)(cfg->timeout_s ? cfg->timeout_s : 60),
-                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-                            MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, MHD_OPTION_END);
+    /* MHD_USE_AUTO picks epoll on Linux; ALLOW_SUSPEND_RESUME brings the inter-thread channel
+     * that resuming and quiescing need. No SO_REUSEPORT: a second process on our port must
+     * fail to start, not silently share it. */
+    unsigned threads = cfg->threads ? cfg->threads : DEFAULT_THREADS;
+    s->d = MHD_start_daemon(
+        MHD_USE_AUTO_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, cfg->port,
+        NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, (MHD_LogCallback)mhd_log, NULL,
+        MHD_OPTION_SOCK_ADDR, &addr, MHD_OPTION_THREAD_POOL_SIZE, threads,
+        MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)(cfg->timeout_s ? cfg->timeout_s : DEFAULT_TIMEOUT_S),
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
     if (s->d == NULL) {
+        pthread_cond_destroy(&s->idle);
         pthread_mutex_destroy(&s->lock);
         free(s);
         return err_set(e, ERR_CONFIG, "cannot listen on %s:%u (port in use?)", host,
@@ -719,7 +931,13 @@ void http_server_stop(http_server_t *s)
 {
     if (s == NULL)
         return;
-    /* End every stream (MHD must not be stopped with suspended connections). */
+    /* 1. No new deferrals (they get 503 at once) and no new connections. */
+    pthread_mutex_lock(&s->lock);
+    s->stopping = 1;
+    pthread_mutex_unlock(&s->lock);
+    MHD_socket listener = MHD_quiesce_daemon(s->d);
+
+    /* 2. End every stream (MHD must not be stopped with suspended connections). */
     pthread_mutex_lock(&s->lock);
     for (http_stream_t *st = s->streams; st != NULL; st = st->next) {
         pthread_mutex_lock(&st->lock);
@@ -728,19 +946,46 @@ void http_server_stop(http_server_t *s)
         pthread_mutex_unlock(&st->lock);
     }
     pthread_mutex_unlock(&s->lock);
-    /* Answer every suspended request so MHD can finish them. */
+
+    /* 3. Answer every deferred request. Each is taken off the list with a reference of our own,
+     * so that a responder racing us cannot complete and free it under our feet. */
     for (;;) {
         pthread_mutex_lock(&s->lock);
-        s->stopping = 1;
         http_request_t *req = s->deferred;
+        if (req != NULL) {
+            s->deferred = req->next_deferred;
+            req->next_deferred = NULL;
+            req->refs++;
+        }
         pthread_mutex_unlock(&s->lock);
         if (req == NULL)
             break;
         http_respond_problem(req, 503, "unavailable", "Service Unavailable", "shutting down",
                              NULL);
-        deferred_remove(req);
+        request_release(req);
     }
+
+    /* 4. Let requests in flight finish, for a bounded time. */
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += s->drain_ms / 1000;
+    deadline.tv_nsec += (long)(s->drain_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&s->lock);
+    while (s->active > 0 && pthread_cond_timedwait(&s->idle, &s->lock, &deadline) != ETIMEDOUT)
+        ;
+    size_t left = s->active;
+    pthread_mutex_unlock(&s->lock);
+    if (left > 0)
+        log_warn(NULL, "http.stop_unfinished", json_pack("{s:I}", "requests", (json_int_t)left));
+
     MHD_stop_daemon(s->d);
+    if (listener != MHD_INVALID_SOCKET)
+        close(listener);
+    pthread_cond_destroy(&s->idle);
     pthread_mutex_destroy(&s->lock);
     free(s);
 }
