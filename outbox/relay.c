@@ -7,31 +7,39 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "daemon.h"
-#include "db_listen.h"
-#include "health.h"
 #include "metrics.h"
 #include "mq.h"
 #include "mq_publish.h"
+#include "outbox.h"
+#include "svc_worker.h"
 
-/* Advisory lock namespace of the outbox partitions (the first key of the two-key form). */
-#define RELAY_LOCK_NS 7301
+#define SQL_TEXT_(x) #x
+#define SQL_TEXT(x) SQL_TEXT_(x)
 
 /* The claim: lock what partitions we can, then take their oldest unsent rows behind the fence.
  * The CTE is materialised once, so each partition's lock is attempted exactly once. */
 static const db_stmt_t claim_stmt = {
     .name = "relay_claim",
-    .sql = "WITH held AS MATERIALIZED ("
-           "  SELECT p FROM generate_series(0, 15) AS p"
-           "  WHERE pg_try_advisory_xact_lock(7301, p)) "
-           "SELECT o.id, o.exchange, o.routing_key, o.message_id, o.type, o.correlation_id,"
-           "       o.app_id, o.headers, o.body, extract(epoch FROM o.created_at)::bigint,"
-           "       o.attempts "
-           "FROM outbox o "
-           "WHERE o.sent_at IS NULL AND o.partition IN (SELECT p FROM held)"
-           "  AND o.available_at <= now()"
-           "  AND o.txid < pg_snapshot_xmin(pg_current_snapshot()) "
-           "ORDER BY o.id LIMIT $1 FOR UPDATE OF o SKIP LOCKED",
+    .sql =
+        "WITH held AS MATERIALIZED ("
+        "  SELECT p FROM generate_series(0, " SQL_TEXT(
+            OUTBOX_PARTITIONS) " - 1) AS p"
+                               "  WHERE pg_try_advisory_xact_lock(" SQL_TEXT(
+                                   OUTBOX_LOCK_NAMESPACE) ", p)) "
+                                                          "SELECT o.id, o.exchange, o.routing_key, "
+                                                          "o.message_id, o.type, o.correlation_id,"
+                                                          "       o.app_id, o.headers, o.body,"
+                                                          "       extract(epoch FROM "
+                                                          "o.created_at)::bigint AS created_epoch, "
+                                                          "o.attempts "
+                                                          "FROM outbox o "
+                                                          "WHERE o.sent_at IS NULL AND o.partition "
+                                                          "IN (SELECT p FROM held)"
+                                                          "  AND o.available_at <= now()"
+                                                          "  AND o.txid < "
+                                                          "pg_snapshot_xmin(pg_current_snapshot()) "
+                                                          "ORDER BY o.id LIMIT $1 FOR UPDATE OF o "
+                                                          "SKIP LOCKED",
     .nparams = 1,
 };
 
@@ -60,7 +68,8 @@ static const db_stmt_t sweep_stmt = {
 
 static const db_stmt_t backlog_stmt = {
     .name = "relay_backlog",
-    .sql = "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0) "
+    .sql = "SELECT count(*) AS backlog,"
+           "       coalesce(extract(epoch FROM now() - min(created_at)), 0) AS lag_seconds "
            "FROM outbox WHERE sent_at IS NULL",
     .nparams = 0,
 };
@@ -68,18 +77,13 @@ static const db_stmt_t backlog_stmt = {
 static const double batch_bounds[] = {1, 5, 10, 50, 100, 250, 500, 1000, 2000};
 
 typedef struct relay {
-    svc_t *svc;
-    const char *db_url;
-    const char *amqp_url;
     int batch_size;
     int poll_ms;
     int retention_s;
     int confirm_timeout_ms;
     int exit_after_publish; /* test hook: simulate a crash between publish and commit */
-    db_conn_t *db;
+    db_conn_t *db;          /* the supervisor's connections, borrowed for one step */
     mq_conn_t *mq;
-    health_flag_t *db_flag;
-    health_flag_t *mq_flag;
     metrics_counter_t *m_published;
     metrics_counter_t *m_failed;
     metrics_counter_t *m_swept;
@@ -96,50 +100,6 @@ int relay_retry_delay_ms(int attempts)
     for (int i = 0; i < attempts && ms < 300000; i++)
         ms *= 2;
     return ms < 300000 ? (int)ms : 300000;
-}
-
-static void relay_disconnect_mq(relay_t *r, const char *why)
-{
-    mq_close(r->mq);
-    r->mq = NULL;
-    health_flag_set(r->mq_flag, 0, why);
-}
-
-static void relay_disconnect_db(relay_t *r, const char *why)
-{
-    db_close(r->db);
-    r->db = NULL;
-    health_flag_set(r->db_flag, 0, why);
-}
-
-static int relay_connect(relay_t *r)
-{
-    err_t e;
-    err_clear(&e);
-    if (r->db == NULL || !db_ok(r->db)) {
-        relay_disconnect_db(r, "connecting");
-        if (db_open_retry(r->db_url, -1, svc_stopping, &r->db, &e) != 0)
-            return -1;
-        if (db_listen(r->db, "outbox", &e) != 0) {
-            log_err(LOG_WARN, NULL, "relay.listen_failed", &e);
-            relay_disconnect_db(r, e.msg);
-            return -1;
-        }
-        health_flag_set(r->db_flag, 1, "connected");
-    }
-    if (r->mq == NULL || !mq_ok(r->mq)) {
-        relay_disconnect_mq(r, "connecting");
-        mq_opts_t opts = {.heartbeat_s = 30, .connection_name = svc_name(r->svc)};
-        if (mq_open_retry(r->amqp_url, &opts, svc_stopping, &r->mq, &e) != 0)
-            return -1;
-        if (mq_confirm_select(r->mq, &e) != 0) {
-            log_err(LOG_WARN, NULL, "relay.confirm_select_failed", &e);
-            relay_disconnect_mq(r, e.msg);
-            return -1;
-        }
-        health_flag_set(r->mq_flag, 1, "connected");
-    }
-    return 0;
 }
 
 /* Rows of one claim, converted for publishing. Strings borrow from the db_result_t. */
@@ -167,7 +127,35 @@ static const char *nullable(db_result_t *res, int row, int col)
     return db_is_null(res, row, col) ? NULL : db_value(res, row, col);
 }
 
-static int batch_from_rows(db_result_t *res, batch_t *b, err_t *e)
+/* Column positions of the claim's result, looked up by name once per claim. */
+typedef struct claim_cols {
+    int id, exchange, routing_key, message_id, type, correlation_id, app_id, headers, body,
+        created_epoch, attempts;
+} claim_cols_t;
+
+static int claim_cols(const db_result_t *res, claim_cols_t *c, err_t *e)
+{
+    *c = (claim_cols_t){
+        .id = db_col_index(res, "id"),
+        .exchange = db_col_index(res, "exchange"),
+        .routing_key = db_col_index(res, "routing_key"),
+        .message_id = db_col_index(res, "message_id"),
+        .type = db_col_index(res, "type"),
+        .correlation_id = db_col_index(res, "correlation_id"),
+        .app_id = db_col_index(res, "app_id"),
+        .headers = db_col_index(res, "headers"),
+        .body = db_col_index(res, "body"),
+        .created_epoch = db_col_index(res, "created_epoch"),
+        .attempts = db_col_index(res, "attempts"),
+    };
+    const int *all = &c->id;
+    for (size_t i = 0; i < sizeof(*c) / sizeof(int); i++)
+        if (all[i] < 0)
+            return err_set(e, ERR_INTERNAL, "the claim's result lacks a column");
+    return 0;
+}
+
+static int batch_from_rows(db_result_t *res, const claim_cols_t *col, batch_t *b, err_t *e)
 {
     size_t n = (size_t)db_rows(res);
     b->n = n;
@@ -180,22 +168,22 @@ static int batch_from_rows(db_result_t *res, batch_t *b, err_t *e)
     for (size_t i = 0; i < n; i++) {
         int row = (int)i;
         json_error_t je;
-        b->ids[i] = db_value(res, row, 0);
-        b->headers[i] = json_loads(db_value(res, row, 7), 0, &je);
+        b->ids[i] = db_value(res, row, col->id);
+        b->headers[i] = json_loads(db_value(res, row, col->headers), 0, &je);
         if (b->headers[i] != NULL && !json_is_object(b->headers[i])) {
             json_decref(b->headers[i]);
             b->headers[i] = NULL;
         }
-        const char *body = db_value(res, row, 8);
+        const char *body = db_value(res, row, col->body);
         b->msgs[i] = (mq_message_t){
-            .exchange = db_value(res, row, 1),
-            .routing_key = db_value(res, row, 2),
-            .message_id = db_value(res, row, 3),
-            .type = nullable(res, row, 4),
-            .correlation_id = nullable(res, row, 5),
-            .app_id = nullable(res, row, 6),
+            .exchange = db_value(res, row, col->exchange),
+            .routing_key = db_value(res, row, col->routing_key),
+            .message_id = db_value(res, row, col->message_id),
+            .type = nullable(res, row, col->type),
+            .correlation_id = nullable(res, row, col->correlation_id),
+            .app_id = nullable(res, row, col->app_id),
             .content_type = "application/json",
-            .timestamp = (uint64_t)strtoull(db_value(res, row, 9), NULL, 10),
+            .timestamp = (uint64_t)strtoull(db_value(res, row, col->created_epoch), NULL, 10),
             .headers = b->headers[i],
             .body = body,
             .body_len = strlen(body),
@@ -251,20 +239,22 @@ static int relay_cycle(relay_t *r, err_t *e)
         db_result_free(res);
         return db_commit(r->db, e);
     }
-    rc = batch_from_rows(res, &b, e);
+    claim_cols_t col;
+    rc = claim_cols(res, &col, e);
+    if (rc == 0)
+        rc = batch_from_rows(res, &col, &b, e);
     if (rc != 0)
         goto fail;
 
+    /* On failure some rows may have reached the broker; none is marked, all are published
+     * again once the supervisor has reopened the broken connection. */
     rc = mq_publish_batch(r->mq, b.msgs, b.n, b.status, r->confirm_timeout_ms, e);
-    if (rc != 0) {
-        /* Some rows may have reached the broker; none is marked, all are published again. */
-        relay_disconnect_mq(r, e->msg);
+    if (rc != 0)
         goto fail;
-    }
     if (r->exit_after_publish) {
-        log_warn(NULL, "relay.fault_injected",
-                 json_pack("{s:s,s:i}", "fault", "exit after publish, before commit", "rows",
-                           (int)b.n));
+        log_warn(
+            NULL, "relay.fault_injected",
+            json_pack("{s:s,s:i}", "fault", "exit after publish, before commit", "rows", (int)b.n));
         _exit(137);
     }
 
@@ -283,12 +273,12 @@ static int relay_cycle(relay_t *r, err_t *e)
     for (size_t i = 0; i < b.n; i++) {
         if (b.status[i] == 0)
             continue;
-        int attempts = atoi(db_value(res, (int)i, 10));
+        int attempts = atoi(db_value(res, (int)i, col.attempts));
         char delay[16];
         char why[160];
         snprintf(delay, sizeof(delay), "%d", relay_retry_delay_ms(attempts));
         snprintf(why, sizeof(why), "%s publishing to exchange %s with routing key %s",
-                 b.status[i] == ERR_UNROUTABLE  ? "unroutable"
+                 b.status[i] == ERR_UNROUTABLE ? "unroutable"
                  : b.status[i] == ERR_INVALID ? "not encodable (nested header or oversize property)"
                                               : "nacked by the broker",
                  b.msgs[i].exchange, b.msgs[i].routing_key);
@@ -298,9 +288,8 @@ static int relay_cycle(relay_t *r, err_t *e)
             goto fail;
         log_warn(NULL, "relay.not_published",
                  json_pack("{s:s,s:s,s:s,s:s?,s:i,s:s}", "outbox_id", b.ids[i], "message_id",
-                           b.msgs[i].message_id, "error", why, "order_id",
-                           b.msgs[i].correlation_id, "attempts", attempts + 1, "retry_in_ms",
-                           delay));
+                           b.msgs[i].message_id, "error", why, "order_id", b.msgs[i].correlation_id,
+                           "attempts", attempts + 1, "retry_in_ms", delay));
     }
     rc = db_commit(r->db, e);
     if (rc != 0)
@@ -328,8 +317,11 @@ static void relay_housekeeping(relay_t *r)
     if (now >= r->next_backlog) {
         db_result_t *res = NULL;
         if (db_exec(r->db, &backlog_stmt, NULL, &res, &e) == 0 && db_rows(res) == 1) {
-            metrics_gauge_set(r->m_backlog, atof(db_value(res, 0, 0)));
-            metrics_gauge_set(r->m_lag, atof(db_value(res, 0, 1)));
+            int backlog = db_col_index(res, "backlog"), lag = db_col_index(res, "lag_seconds");
+            if (backlog >= 0 && lag >= 0) {
+                metrics_gauge_set(r->m_backlog, atof(db_value(res, 0, backlog)));
+                metrics_gauge_set(r->m_lag, atof(db_value(res, 0, lag)));
+            }
         }
         db_result_free(res);
         r->next_backlog = now + 5;
@@ -358,17 +350,12 @@ static void relay_init(relay_t *r, svc_t *svc)
 {
     const cfg_t *cfg = svc_cfg(svc);
     memset(r, 0, sizeof(*r));
-    r->svc = svc;
-    r->db_url = cfg_str(cfg, "DATABASE_URL");
-    r->amqp_url = cfg_str(cfg, "AMQP_URL");
     r->batch_size = cfg_int(cfg, "RELAY_BATCH_SIZE");
     r->poll_ms = cfg_int(cfg, "RELAY_POLL_MS");
     r->retention_s = cfg_int(cfg, "RELAY_RETENTION_S");
     r->confirm_timeout_ms = cfg_int(cfg, "RELAY_CONFIRM_TIMEOUT_MS");
     const char *fault = getenv("PETSTORE_FAULT_RELAY_EXIT_AFTER_PUBLISH");
     r->exit_after_publish = fault != NULL && strcmp(fault, "1") == 0;
-    r->db_flag = health_flag_new("database");
-    r->mq_flag = health_flag_new("broker");
     r->m_published = metrics_counter("petstore_outbox_published_total",
                                      "Outbox rows published and confirmed", NULL);
     r->m_failed = metrics_counter("petstore_outbox_publish_failures_total",
@@ -381,41 +368,43 @@ static void relay_init(relay_t *r, svc_t *svc)
     r->m_lag = metrics_gauge("petstore_outbox_lag_seconds", "Age of the oldest unsent row", NULL);
 }
 
+static int relay_on_mq_open(svc_worker_t *w, void *ctx, err_t *e)
+{
+    (void)ctx;
+    return mq_confirm_select(svc_worker_mq(w), e);
+}
+
+/* One step of the supervisor: a cycle, then the housekeeping. More than nothing to do only when
+ * the batch came back full: then more is waiting. */
+static int relay_step(svc_worker_t *w, void *ctx, err_t *e)
+{
+    relay_t *r = ctx;
+    r->db = svc_worker_db(w);
+    r->mq = svc_worker_mq(w);
+    int n = relay_cycle(r, e);
+    if (n < 0)
+        return n;
+    relay_housekeeping(r);
+    return n >= r->batch_size ? 1 : 0;
+}
+
 void *relay_run(void *arg)
 {
+    svc_t *svc = arg;
     relay_t r;
-    relay_init(&r, arg);
-    daemon_backoff_t backoff;
-    daemon_backoff_init(&backoff, 100, 5000);
+    relay_init(&r, svc);
     log_info(NULL, "relay.started",
              json_pack("{s:i,s:i,s:i}", "batch_size", r.batch_size, "poll_ms", r.poll_ms,
                        "retention_s", r.retention_s));
-
-    while (!svc_stopping()) {
-        if (relay_connect(&r) != 0)
-            continue;
-        err_t e;
-        err_clear(&e);
-        int n = relay_cycle(&r, &e);
-        if (n < 0) {
-            log_err(LOG_WARN, NULL, "relay.cycle_failed", &e);
-            if (r.db != NULL && !db_ok(r.db))
-                relay_disconnect_db(&r, e.msg);
-            daemon_sleep_ms(daemon_backoff_next_ms(&backoff));
-            continue;
-        }
-        daemon_backoff_reset(&backoff);
-        relay_housekeeping(&r);
-        if (n >= r.batch_size)
-            continue; /* more is waiting */
-        int notified = 0;
-        if (db_wait_notify(r.db, r.poll_ms, daemon_stop_fd(), &notified, &e) != 0) {
-            log_err(LOG_WARN, NULL, "relay.wait_failed", &e);
-            relay_disconnect_db(&r, e.msg);
-        }
-    }
-    mq_close(r.mq);
-    db_close(r.db);
+    svc_worker_def_t def = {
+        .name = "outbox",
+        .needs = SVC_WORKER_DB | SVC_WORKER_MQ,
+        .listen = OUTBOX_CHANNEL,
+        .idle_ms = r.poll_ms,
+        .on_mq_open = relay_on_mq_open,
+        .step = relay_step,
+    };
+    (void)svc_worker_run(svc, &def, &r);
     log_info(NULL, "relay.stopped", NULL);
     return NULL;
 }

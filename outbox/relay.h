@@ -18,9 +18,12 @@
  * RELAY_RETENTION_S by a periodic sweep.
  *
  * The relay sleeps on LISTEN outbox (writers NOTIFY at commit) with RELAY_POLL_MS as the fallback
- * poll interval. It reconnects to either server with backoff and never exits on their loss.
+ * poll interval. It runs under the worker supervisor (svc_worker.h), which reconnects to either
+ * server with backoff, keeps the broker connection alive with heartbeats while the relay is
+ * idle, and holds its readiness flags ("database:outbox", "broker:outbox"); it never exits on
+ * the loss of a server.
  *
- * Threading: relay_run owns its connections and runs on one thread. */
+ * Threading: relay_run runs on one thread; its supervisor owns the connections. */
 #ifndef PETSTORE_RELAY_H
 #define PETSTORE_RELAY_H
 

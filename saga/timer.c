@@ -12,17 +12,14 @@
 #include <string.h>
 #include <time.h>
 
-#include "daemon.h"
 #include "handlers.h"
-#include "health.h"
 #include "store.h"
+#include "svc_worker.h"
 #include "trace.h"
 
 typedef struct worker {
-    svc_t *svc;
     const saga_app_t *app;
-    db_conn_t *db;
-    health_flag_t *db_flag;
+    db_conn_t *db; /* the supervisor's connection, borrowed for one step */
     struct timespec next_gauge;
 } worker_t;
 
@@ -90,63 +87,48 @@ static void refresh_gauge(worker_t *w)
         log_err(LOG_WARN, NULL, "saga.count_parked_failed", &e);
 }
 
-static void disconnect(worker_t *w, const char *why)
+/* One step of the supervisor: fire what is due. A failure caused by one saga that a retry in a
+ * moment does not cure postpones that saga's timer, so the others keep moving. */
+static int timer_step(svc_worker_t *sw, void *ctx, err_t *e)
 {
-    db_close(w->db);
-    w->db = NULL;
-    health_flag_set(w->db_flag, 0, why);
+    worker_t *w = ctx;
+    w->db = svc_worker_db(sw);
+    char failed[SAGA_UUID_LEN + 1] = "";
+    int n = fire_due(w, failed, e);
+    if (n < 0) {
+        log_ctx_t lc = {.order_id = failed[0] ? failed : NULL};
+        log_err(LOG_WARN, &lc, "saga.timers_failed", e);
+        if (db_ok(w->db) && failed[0] != '\0' && !transient(n)) {
+            err_t pe;
+            err_clear(&pe);
+            int ms = w->app->limits.retry_max_ms;
+            if (saga_store_postpone_timer(w->db, failed, ms, &pe) == 0)
+                log_error(&lc, "saga.timer_postponed",
+                          json_pack("{s:i,s:s}", "delay_ms", ms, "error", e->msg));
+            else
+                log_err(LOG_WARN, &lc, "saga.timer_postpone_failed", &pe);
+        }
+        return n;
+    }
+    refresh_gauge(w);
+    return n >= w->app->timer_batch ? 1 : 0; /* a full batch: more may be due */
 }
 
 void *saga_timer_run(void *arg)
 {
+    svc_t *svc = arg;
     worker_t w;
     memset(&w, 0, sizeof(w));
-    w.svc = arg;
-    w.app = svc_app(w.svc);
-    w.db_flag = health_flag_new("database:timers");
-    daemon_backoff_t backoff;
-    daemon_backoff_init(&backoff, 100, 5000);
+    w.app = svc_app(svc);
     log_info(NULL, "saga.timers_started",
              json_pack("{s:i,s:i}", "poll_ms", w.app->timer_poll_ms, "batch", w.app->timer_batch));
-
-    while (!svc_stopping()) {
-        err_t e;
-        err_clear(&e);
-        /* db_check notices a connection the server closed while we slept. */
-        if (w.db == NULL || !db_check(w.db)) {
-            disconnect(&w, "connecting");
-            if (svc_db_open(w.svc, &w.db, &e) != 0)
-                continue;
-            health_flag_set(w.db_flag, 1, "connected");
-        }
-        char failed[SAGA_UUID_LEN + 1] = "";
-        int n = fire_due(&w, failed, &e);
-        if (n < 0) {
-            log_ctx_t lc = {.order_id = failed[0] ? failed : NULL};
-            log_err(LOG_WARN, &lc, "saga.timers_failed", &e);
-            if (!db_ok(w.db)) {
-                disconnect(&w, e.msg);
-            } else if (failed[0] != '\0' && !transient(n)) {
-                /* Not something a retry in a moment cures: keep the others moving. */
-                err_t pe;
-                err_clear(&pe);
-                int ms = w.app->limits.retry_max_ms;
-                if (saga_store_postpone_timer(w.db, failed, ms, &pe) == 0)
-                    log_error(&lc, "saga.timer_postponed",
-                              json_pack("{s:i,s:s}", "delay_ms", ms, "error", e.msg));
-                else
-                    log_err(LOG_WARN, &lc, "saga.timer_postpone_failed", &pe);
-            }
-            daemon_sleep_ms(daemon_backoff_next_ms(&backoff));
-            continue;
-        }
-        daemon_backoff_reset(&backoff);
-        refresh_gauge(&w);
-        if (n >= w.app->timer_batch)
-            continue; /* more may be due */
-        daemon_sleep_ms(w.app->timer_poll_ms);
-    }
-    db_close(w.db);
+    svc_worker_def_t def = {
+        .name = "timers",
+        .needs = SVC_WORKER_DB,
+        .idle_ms = w.app->timer_poll_ms,
+        .step = timer_step,
+    };
+    (void)svc_worker_run(svc, &def, &w);
     log_info(NULL, "saga.timers_stopped", NULL);
     return NULL;
 }

@@ -8,7 +8,9 @@
  * SAGA_RETRY_MAX_MS and logged, so it cannot hold up the others. The worker also refreshes the
  * petstore_saga_needs_operator gauge about once a second.
  *
- * Threading: saga_timer_run is a thread of its own with its own database connection. */
+ * Threading: saga_timer_run is a thread of its own; its worker supervisor (svc_worker.h) owns
+ * its database connection, reconnects it with backoff and holds its readiness flag
+ * ("database:timers"). */
 #ifndef PETSTORE_SAGA_TIMER_H
 #define PETSTORE_SAGA_TIMER_H
 

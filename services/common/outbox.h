@@ -51,6 +51,8 @@
 
 #define OUTBOX_PARTITIONS 16
 #define OUTBOX_CHANNEL "outbox"
+/* Relays lock a partition with pg_try_advisory_xact_lock(OUTBOX_LOCK_NAMESPACE, partition). */
+#define OUTBOX_LOCK_NAMESPACE 7301
 
 /* Everything is borrowed for the duration of the call. */
 typedef struct outbox_msg {

@@ -1,4 +1,4 @@
-/* svc: the life of a service process and the outbox emitter (see svc.h).
+/* svc: the life of a service process (see svc.h).
  *
  * Startup order matters: configuration first (so a bad variable stops the process before it
  * touches anything), then logging and signals, then the migration (one advisory-locked pass, so
@@ -12,185 +12,60 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "daemon.h"
 #include "health.h"
-#include "outbox.h"
-#include "uuid.h"
-
-struct svc {
-    const svc_def_t *def;
-    cfg_t *cfg;
-    void *app;
-};
-
-/* Signals are process-wide, so is the one svc. */
-static svc_t *the_svc;
-static pthread_key_t thread_db_key;
-static pthread_once_t thread_db_once = PTHREAD_ONCE_INIT;
 
 static const cfg_var_t std_vars[] = {
-    {.name = "DATABASE_URL", .kind = CFG_CONNINFO, .required = 1, .secret = 1,
+    {.name = "DATABASE_URL",
+     .kind = CFG_CONNINFO,
+     .required = 1,
+     .secret = 1,
      .help = "libpq connection string of the service's database"},
-    {.name = "AMQP_URL", .kind = CFG_URL_AMQP, .required = 1, .secret = 1,
+    {.name = "AMQP_URL",
+     .kind = CFG_URL_AMQP,
+     .required = 1,
+     .secret = 1,
      .help = "amqp://user:password@host:port/vhost"},
     {.name = "HTTP_PORT", .kind = CFG_PORT, .required = 1, .help = "health, metrics and API port"},
-    {.name = "HTTP_ADDR", .kind = CFG_STRING, .default_value = "127.0.0.1",
+    {.name = "HTTP_ADDR",
+     .kind = CFG_STRING,
+     .default_value = "127.0.0.1",
      .help = "address the HTTP server binds"},
-    {.name = "HTTP_THREADS", .kind = CFG_INT, .default_value = "4", .min = 1, .max = 64,
+    {.name = "HTTP_THREADS",
+     .kind = CFG_INT,
+     .default_value = "4",
+     .min = 1,
+     .max = 64,
      .help = "HTTP worker threads"},
-    {.name = "LOG_LEVEL", .kind = CFG_ENUM, .default_value = "info",
+    {.name = "LOG_LEVEL",
+     .kind = CFG_ENUM,
+     .default_value = "info",
      .enum_values = (const char *const[]){"debug", "info", "warn", "error", NULL},
      .help = "minimum level logged"},
-    {.name = "ADMIN_TOKEN", .kind = CFG_STRING, .secret = 1,
+    {.name = "ADMIN_TOKEN",
+     .kind = CFG_STRING,
+     .secret = 1,
      .help = "bearer token of administrative calls"},
-    {.name = "CONSUMER_PREFETCH", .kind = CFG_INT, .default_value = "256", .min = 1,
-     .max = 65535, .help = "unacknowledged deliveries the broker may send ahead"},
-    {.name = "CONSUMER_BATCH", .kind = CFG_INT, .default_value = "128", .min = 1, .max = 4096,
+    {.name = "AMQP_HEARTBEAT_S",
+     .kind = CFG_INT,
+     .default_value = "30",
+     .min = 1,
+     .max = 3600,
+     .help = "seconds between AMQP heartbeats of every broker connection"},
+    {.name = "CONSUMER_PREFETCH",
+     .kind = CFG_INT,
+     .default_value = "256",
+     .min = 1,
+     .max = 65535,
+     .help = "unacknowledged deliveries the broker may send ahead"},
+    {.name = "CONSUMER_BATCH",
+     .kind = CFG_INT,
+     .default_value = "128",
+     .min = 1,
+     .max = 4096,
      .help = "deliveries handled in one database transaction at most"},
 };
-
-const cfg_t *svc_cfg(const svc_t *svc)
-{
-    return svc->cfg;
-}
-
-const char *svc_name(const svc_t *svc)
-{
-    return svc->def->name;
-}
-
-void *svc_app(const svc_t *svc)
-{
-    return svc->app;
-}
-
-int svc_stopping(void)
-{
-    return daemon_stopping();
-}
-
-int svc_db_open(const svc_t *svc, db_conn_t **out, err_t *e)
-{
-    int rc = db_open_retry(cfg_str(svc->cfg, "DATABASE_URL"), -1, svc_stopping, out, e);
-    if (rc != 0 && svc_stopping())
-        return err_set(e, ERR_RETRY, "stopping");
-    return rc;
-}
-
-static void thread_db_close(void *db)
-{
-    db_close(db);
-}
-
-static void thread_db_key_init(void)
-{
-    if (pthread_key_create(&thread_db_key, thread_db_close) != 0)
-        abort();
-}
-
-int svc_thread_db(const svc_t *svc, db_conn_t **out, err_t *e)
-{
-    pthread_once(&thread_db_once, thread_db_key_init);
-    db_conn_t *db = pthread_getspecific(thread_db_key);
-    if (db != NULL && db_check(db)) {
-        *out = db;
-        return 0;
-    }
-    db_close(db);
-    pthread_setspecific(thread_db_key, NULL);
-    /* An HTTP request must not hang on a dead database: one attempt, then 503 upstream. */
-    int rc = db_open(cfg_str(svc->cfg, "DATABASE_URL"), &db, e);
-    if (rc != 0)
-        return rc == ERR_CONFIG ? rc : err_set(e, ERR_RETRY, "database unavailable");
-    pthread_setspecific(thread_db_key, db);
-    *out = db;
-    return 0;
-}
-
-svc_cause_t svc_cause_of(const char *app_id, const svc_msg_t *m)
-{
-    svc_cause_t c = {
-        .app_id = app_id,
-        .causation_id = m->env->message_id,
-        .correlation_id = m->env->correlation_id[0] ? m->env->correlation_id : NULL,
-        .trace = m->trace,
-    };
-    return c;
-}
-
-static void now_rfc3339(char *out, size_t n)
-{
-    struct timespec ts;
-    struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    char base[24];
-    strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out, n, "%s.%03dZ", base, (int)(ts.tv_nsec / 1000000L) % 1000);
-}
-
-static void copy_str(char *dst, size_t n, const char *src)
-{
-    snprintf(dst, n, "%s", src != NULL ? src : "");
-}
-
-int svc_emit(db_conn_t *db, const svc_cause_t *cause, msg_type_t type, const json_t *payload,
-             err_t *e)
-{
-    const msg_type_info_t *info = msg_type_info(type);
-    msg_envelope_t env;
-    json_t *headers = NULL;
-    char *body = NULL;
-    size_t body_len = 0;
-    trace_ctx_t span;
-    int rc;
-
-    if (info == NULL)
-        return err_set(e, ERR_INTERNAL, "emit of an unknown message type %d", (int)type);
-    memset(&env, 0, sizeof(env));
-    uuid_v7(env.message_id);
-    copy_str(env.correlation_id, sizeof(env.correlation_id), cause->correlation_id);
-    copy_str(env.causation_id, sizeof(env.causation_id), cause->causation_id);
-    copy_str(env.type, sizeof(env.type), info->name);
-    copy_str(env.app_id, sizeof(env.app_id), cause->app_id);
-    snprintf(env.source, sizeof(env.source), "/petstore/%s", cause->app_id);
-    now_rfc3339(env.time, sizeof(env.time));
-    if (cause->trace != NULL)
-        trace_child(cause->trace, &span);
-    else
-        trace_new_root(&span);
-    trace_format(&span, env.traceparent);
-
-    rc = msg_encode(type, payload, &body, &body_len, e);
-    if (rc != 0) {
-        /* Our own payload broke our own contract: a bug, not poison. */
-        rc = err_set(e, ERR_INTERNAL, "emit %s: %s", info->name, e ? e->msg : "invalid payload");
-        goto out;
-    }
-    rc = msg_envelope_headers(&env, &headers, e);
-    if (rc != 0)
-        goto out;
-    outbox_msg_t m = {
-        .exchange = info->exchange,
-        .routing_key = info->routing_key,
-        .message_id = env.message_id,
-        .type = info->name,
-        .correlation_id = env.correlation_id[0] ? env.correlation_id : NULL,
-        .causation_id = env.causation_id[0] ? env.causation_id : NULL,
-        .traceparent = env.traceparent,
-        .app_id = env.app_id,
-        .headers = headers,
-        .body = body,
-        .body_len = body_len,
-    };
-    rc = outbox_enqueue(db, &m, e);
-out:
-    json_decref(headers);
-    free(body);
-    return rc;
-}
 
 /* Applies the runtime's and the service's migrations. A transient failure (the database
  * restarting while the daemon starts) is retried with backoff for up to a minute; anything else
@@ -243,7 +118,6 @@ int svc_main(int argc, char **argv, const svc_def_t *def)
 
     static svc_t svc;
     svc.def = def;
-    the_svc = &svc;
     size_t n_vars = 0;
     cfg_var_t *vars = all_vars(def, &n_vars);
     if (vars == NULL)

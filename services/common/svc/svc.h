@@ -7,9 +7,11 @@
  * (`--migrate` does only that and exits), starts the HTTP server with /livez, /readyz and
  * /metrics, starts one consumer thread per consumer definition and any extra worker threads,
  * waits for SIGTERM/SIGINT, then drains: consumers finish the batch in hand, commit, ack, and
- * close their connections; the HTTP server stops; the process exits 0.
+ * close their connections; the HTTP server stops; the process exits 0. Every consumer and worker
+ * loop runs under the one worker supervisor (svc_worker.h): connections, reconnect backoff,
+ * broker heartbeats while waiting, readiness flags and drain are its business.
  *
- * The consumer loop (svc_consumer_run) takes deliveries in batches and handles a whole batch in
+ * The consumer loop (svc_consumer.c) takes deliveries in batches and handles a whole batch in
  * ONE database transaction:
  *   - the message is decoded and validated against its contract; an unknown type, a body that
  *     breaks its schema or an invalid envelope is poison;
@@ -23,10 +25,13 @@
  *     without acknowledging anything, so a database outage burns no delivery attempts.
  * After COMMIT, poison messages are published to petstore.dlx (routing key = the queue, with
  * confirms and x-petstore-failure-* headers) and the batch is acknowledged with one multiple ack.
+ * A private queue has no dead-letter twin: there, poison is logged and acknowledged, since the
+ * same message also reaches a work queue whose consumer dead-letters it.
  * A crash anywhere before the ack redelivers the batch; the inbox makes that harmless.
  *
  * Threading: each consumer thread owns one PostgreSQL and one AMQP connection (plus a second AMQP
- * connection for dead-lettering, opened on first need). Handlers run on that thread. */
+ * connection for dead-lettering, opened on first need), all held by its supervisor. Handlers
+ * run on that thread. */
 #ifndef PETSTORE_SVC_H
 #define PETSTORE_SVC_H
 
@@ -45,12 +50,12 @@
 /* An incoming message, already validated. Everything is borrowed for the handler's duration. */
 typedef struct svc_msg {
     msg_type_t type;
-    const json_t *payload;    /* the validated JSON body */
+    const json_t *payload;     /* the validated JSON body */
     const msg_envelope_t *env; /* message_id, correlation_id (the order id), traceparent, ... */
-    const trace_ctx_t *trace; /* this hop's span: child of the message's traceparent */
-    const log_ctx_t *log;     /* trace_id, span_id and order_id for log lines */
+    const trace_ctx_t *trace;  /* this hop's span: child of the message's traceparent */
+    const log_ctx_t *log;      /* trace_id, span_id and order_id for log lines */
     const char *queue;
-    const char *exchange;    /* where it was published */
+    const char *exchange; /* where it was published */
     const char *routing_key;
     int redelivered;
 } svc_msg_t;
@@ -68,11 +73,27 @@ typedef struct svc_route {
     svc_handler_fn fn;
 } svc_route_t;
 
+/* A consumer reads either a durable work queue (queue) or, with private_exchange, a
+ * server-named exclusive queue of its own bound to that exchange, one per connection, so that
+ * every instance of the service hears every message (the storefront's order updates). */
 typedef struct svc_consumer_def {
-    const char *queue;          /* e.g. "inventory.commands" */
-    const char *inbox_name;     /* the inbox's consumer column, e.g. "inventory" */
-    const svc_route_t *routes;  /* message types this consumer handles; others are acked */
+    const char *queue;            /* e.g. "inventory.commands"; NULL with private_exchange */
+    const char *private_exchange; /* e.g. "petstore.order-updates"; NULL for a work queue */
+    /* The inbox's consumer column, e.g. "inventory"; NULL: no inbox, for handlers that are
+     * idempotent by themselves (version-guarded). */
+    const char *inbox_name;
+    const svc_route_t *routes; /* message types this consumer handles; others are acked */
     size_t n_routes;
+    /* After the batch committed, before its ack: once per message a handler took (not for
+     * duplicates, ignored or poison messages), outside any transaction. db is the consumer's
+     * connection (borrowed). May be NULL. */
+    void (*after_commit)(db_conn_t *db, const svc_msg_t *m, void *app);
+    /* At least every tick_ms, also while the consumer reconnects (db may then be NULL). May be
+     * NULL. */
+    void (*tick)(db_conn_t *db, void *app);
+    int tick_ms;
+    /* Once when stopping, before the connections close (db may be NULL). May be NULL. */
+    void (*drain)(db_conn_t *db, void *app);
 } svc_consumer_def_t;
 
 /* Who caused what is emitted: the service, the message being handled (if any) and its trace. */
@@ -97,19 +118,20 @@ svc_cause_t svc_cause_of(const char *app_id, const svc_msg_t *m);
 typedef struct svc svc_t;
 
 typedef struct svc_def {
-    const char *name;                  /* service name: logs, app_id, connection names */
-    const cfg_var_t *cfg_vars;         /* extra configuration beyond the standard set */
+    const char *name;          /* service name: logs, app_id, connection names */
+    const cfg_var_t *cfg_vars; /* extra configuration beyond the standard set */
     size_t n_cfg_vars;
-    const db_migration_t *migrations;  /* the service's own migrations (component = name) */
+    const db_migration_t *migrations; /* the service's own migrations (component = name) */
     size_t n_migrations;
     const svc_consumer_def_t *consumers;
     size_t n_consumers;
-    const http_route_t *http_routes;   /* the service's own routes (health routes are added) */
+    const http_route_t *http_routes; /* the service's own routes (health routes are added) */
     size_t n_http_routes;
     /* Called after configuration and migration, before threads start; returns 0 or an error
      * (the process exits 1). Sets *app, handed to every handler. May be NULL. */
     int (*init)(svc_t *svc, void **app, err_t *e);
-    /* Extra worker threads (e.g. the saga's timer loop): each runs until svc_stopping(). */
+    /* Extra worker threads (the saga's timers, an outbox relay): each calls svc_worker_run
+     * (svc_worker.h) with its own definition and returns when it does. */
     void *(*workers[4])(void *svc);
     /* Called after every thread has stopped, to free the app. May be NULL. */
     void (*fini)(void *app);
@@ -123,10 +145,6 @@ const cfg_t *svc_cfg(const svc_t *svc);
 const char *svc_name(const svc_t *svc);
 void *svc_app(const svc_t *svc);
 int svc_stopping(void);
-
-/* Opens a database connection for a worker or an HTTP thread, retrying until it succeeds or the
- * process is stopping (ERR_RETRY then). Caller closes it with db_close. */
-int svc_db_open(const svc_t *svc, db_conn_t **out, err_t *e) PETSTORE_NODISCARD;
 
 /* The calling HTTP thread's own database connection, opened on first use and reopened after a
  * failure; closed when the thread ends. Borrowed. ERR_RETRY if the database is unreachable. */

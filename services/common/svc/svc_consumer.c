@@ -12,7 +12,11 @@
  *   - a batch is always acknowledged as a whole with one multiple ack of its last tag, so no
  *     older unacknowledged delivery can exist on the channel when that ack is sent;
  *   - on a transient failure nothing is acknowledged or rejected: the batch is retried in place
- *     with backoff (the broker keeps the messages, delivery attempts are not burned). */
+ *     with backoff (the broker keeps the messages, delivery attempts are not burned), and the
+ *     supervisor keeps the broker connection alive meanwhile, so the broker does not take the
+ *     batch back either.
+ * Connections, reconnects, heartbeats, readiness and drain belong to the worker supervisor
+ * (svc_worker.h); this file is the step: collect a batch, handle it, acknowledge it. */
 #include "svc_internal.h"
 
 #include <stdio.h>
@@ -20,14 +24,12 @@
 #include <string.h>
 #include <time.h>
 
-#include "daemon.h"
-#include "health.h"
 #include "inbox.h"
 #include "metrics.h"
 #include "mq.h"
 #include "mq_consume.h"
 #include "mq_publish.h"
-#include "uuid.h"
+#include "svc_worker.h"
 
 enum item_state { ITEM_READY = 0, ITEM_POISON, ITEM_DONE };
 
@@ -41,16 +43,18 @@ typedef struct item {
     log_ctx_t log;
     const char *failure_class; /* for poison: "unknown-type", "envelope", "contract", "handler" */
     err_t err;
+    int handled; /* a handler took it in the attempt that committed */
 } item_t;
 
 typedef struct consumer {
     svc_t *svc;
     const svc_consumer_def_t *def;
-    db_conn_t *db;
+    const char *label; /* the queue, or the exchange of a private queue: logs and metrics */
+    char queue[256];   /* the queue consumed (server-named for a private queue) */
+    svc_worker_t *w;   /* the supervisor, while it runs */
+    db_conn_t *db;     /* borrowed from the supervisor for one step */
     mq_conn_t *mq;
-    mq_conn_t *dlq; /* publisher connection for dead letters, opened on first need */
-    health_flag_t *db_flag;
-    health_flag_t *mq_flag;
+    item_t *items;
     int prefetch;
     int batch_max;
     const char **ids; /* batch_max scratch slots for the inbox */
@@ -76,7 +80,7 @@ static void mark_poison(item_t *it, const char *failure_class, const err_t *e)
 }
 
 /* Everything that can be checked without the database: type, contract, envelope. */
-static void decode_item(item_t *it, const char *app_id)
+static void decode_item(item_t *it)
 {
     err_t e;
     err_clear(&e);
@@ -93,8 +97,8 @@ static void decode_item(item_t *it, const char *app_id)
         mark_poison(it, "contract", &e);
         return;
     }
-    if (msg_envelope_from_headers(d->headers, d->message_id, d->type, d->correlation_id,
-                                  &it->env, &e) != 0) {
+    if (msg_envelope_from_headers(d->headers, d->message_id, d->type, d->correlation_id, &it->env,
+                                  &e) != 0) {
         mark_poison(it, "envelope", &e);
         return;
     }
@@ -110,7 +114,6 @@ static void decode_item(item_t *it, const char *app_id)
     it->log.trace_id = it->trace.trace_id;
     it->log.span_id = it->trace.span_id;
     it->log.order_id = it->env.correlation_id[0] ? it->env.correlation_id : NULL;
-    (void)app_id;
 }
 
 static const svc_route_t *find_route(const svc_consumer_def_t *def, msg_type_t type)
@@ -138,10 +141,14 @@ static int run_batch(consumer_t *c, item_t *items, size_t n, size_t *ok, size_t 
     if (rc != 0)
         return rc;
     /* Every id of the batch in one round trip; a repeat within the batch counts once. */
-    for (size_t i = 0; i < n; i++)
-        if (items[i].state != ITEM_POISON)
+    for (size_t i = 0; i < n; i++) {
+        items[i].handled = 0;
+        if (items[i].state != ITEM_POISON) {
+            fresh[k] = 1;
             ids[k++] = items[i].env.message_id;
-    if (k > 0) {
+        }
+    }
+    if (k > 0 && c->def->inbox_name != NULL) {
         rc = inbox_record_many(c->db, c->def->inbox_name, ids, k, fresh, e);
         if (rc != 0)
             goto fail;
@@ -159,7 +166,7 @@ static int run_batch(consumer_t *c, item_t *items, size_t n, size_t *ok, size_t 
         if (route == NULL) {
             (*ignored)++;
             log_debug(&it->log, "consumer.ignored",
-                      json_pack("{s:s,s:s}", "type", it->d->type, "queue", c->def->queue));
+                      json_pack("{s:s,s:s}", "type", it->d->type, "queue", c->label));
             continue;
         }
         svc_msg_t m = {
@@ -168,7 +175,7 @@ static int run_batch(consumer_t *c, item_t *items, size_t n, size_t *ok, size_t 
             .env = &it->env,
             .trace = &it->trace,
             .log = &it->log,
-            .queue = c->def->queue,
+            .queue = c->queue,
             .exchange = it->d->exchange,
             .routing_key = it->d->routing_key,
             .redelivered = it->d->redelivered,
@@ -187,30 +194,12 @@ static int run_batch(consumer_t *c, item_t *items, size_t n, size_t *ok, size_t 
                 err_set(e, rc, "handler for %s failed", it->d->type);
             goto fail;
         }
+        it->handled = 1;
         (*ok)++;
     }
     return db_commit(c->db, e);
 fail:
     db_rollback(c->db);
-    return rc;
-}
-
-static int ensure_dlq(consumer_t *c, err_t *e)
-{
-    if (c->dlq != NULL && mq_ok(c->dlq))
-        return 0;
-    mq_close(c->dlq);
-    c->dlq = NULL;
-    char name[96];
-    snprintf(name, sizeof(name), "%s dead-letter publisher", svc_name(c->svc));
-    mq_opts_t opts = {.heartbeat_s = 30, .connection_name = name};
-    int rc = mq_open(cfg_str(svc_cfg(c->svc), "AMQP_URL"), &opts, &c->dlq, e);
-    if (rc == 0)
-        rc = mq_confirm_select(c->dlq, e);
-    if (rc != 0) {
-        mq_close(c->dlq);
-        c->dlq = NULL;
-    }
     return rc;
 }
 
@@ -247,7 +236,19 @@ static int dead_letter(consumer_t *c, item_t *items, size_t n, err_t *e)
         count += items[i].state == ITEM_POISON;
     if (count == 0)
         return 0;
-    int rc = ensure_dlq(c, e);
+    if (c->def->private_exchange != NULL) {
+        /* No dead-letter twin for a private queue: the work queue's consumer dead-letters the
+         * same message. Logged, then acknowledged with the batch. */
+        for (size_t i = 0; i < n; i++)
+            if (items[i].state == ITEM_POISON)
+                log_warn(&items[i].log, "consumer.poison_skipped",
+                         json_pack("{s:s,s:s,s:s,s:s?}", "queue", c->label, "class",
+                                   items[i].failure_class, "error", items[i].err.msg, "type",
+                                   items[i].d->type));
+        return 0;
+    }
+    mq_conn_t *pub = NULL;
+    int rc = svc_worker_publisher(c->w, &pub, e);
     if (rc != 0)
         return rc;
 
@@ -301,7 +302,7 @@ static int dead_letter(consumer_t *c, item_t *items, size_t n, err_t *e)
                            "type", d->type));
         k++;
     }
-    rc = mq_publish_batch(c->dlq, msgs, count, status, 10000, e);
+    rc = mq_publish_batch(pub, msgs, count, status, 10000, e);
     for (size_t i = 0; rc == 0 && i < count; i++) {
         if (status[i] != 0)
             rc = err_set(e, ERR_RETRY, "dead-letter publish not confirmed (%s)",
@@ -318,44 +319,23 @@ out:
     return rc;
 }
 
-static void close_mq(consumer_t *c)
+/* After the broker connection opened: the queue (a private one is declared first), then qos and
+ * the consumer. */
+static int on_mq_open(svc_worker_t *w, void *ctx, err_t *e)
 {
-    mq_close(c->mq);
-    c->mq = NULL;
-    health_flag_set(c->mq_flag, 0, "broker connection lost");
-}
-
-static int ensure_connections(consumer_t *c)
-{
-    err_t e;
-    err_clear(&e);
-    const cfg_t *cfg = svc_cfg(c->svc);
-    if (c->db == NULL || !db_ok(c->db)) {
-        db_close(c->db);
-        c->db = NULL;
-        health_flag_set(c->db_flag, 0, "connecting");
-        if (db_open_retry(cfg_str(cfg, "DATABASE_URL"), -1, svc_stopping, &c->db, &e) != 0)
-            return -1;
-        health_flag_set(c->db_flag, 1, "connected");
-    }
-    if (c->mq == NULL || !mq_ok(c->mq)) {
-        close_mq(c);
-        char name[96];
-        snprintf(name, sizeof(name), "%s consumer %s", svc_name(c->svc), c->def->queue);
-        mq_opts_t opts = {.heartbeat_s = 30, .connection_name = name};
-        if (mq_open_retry(cfg_str(cfg, "AMQP_URL"), &opts, svc_stopping, &c->mq, &e) != 0)
-            return -1;
-        if (mq_consume_start(c->mq, c->def->queue, (uint16_t)c->prefetch, &e) != 0) {
-            log_err(LOG_ERROR, NULL, "consumer.start_failed", &e);
-            close_mq(c);
-            daemon_sleep_ms(1000);
-            return -1;
-        }
-        health_flag_set(c->mq_flag, 1, "consuming");
-        log_info(NULL, "consumer.started",
-                 json_pack("{s:s,s:i,s:i}", "queue", c->def->queue, "prefetch", c->prefetch,
-                           "batch_max", c->batch_max));
-    }
+    consumer_t *c = ctx;
+    mq_conn_t *mq = svc_worker_mq(w);
+    int rc = 0;
+    if (c->def->private_exchange != NULL)
+        rc = mq_declare_private_queue(mq, c->def->private_exchange, "", c->queue, sizeof(c->queue),
+                                      e);
+    if (rc == 0)
+        rc = mq_consume_start(mq, c->queue, (uint16_t)c->prefetch, e);
+    if (rc != 0)
+        return rc;
+    log_info(NULL, "consumer.started",
+             json_pack("{s:s,s:i,s:i}", "queue", c->queue, "prefetch", c->prefetch, "batch_max",
+                       c->batch_max));
     return 0;
 }
 
@@ -366,12 +346,13 @@ static size_t collect(consumer_t *c, item_t *items)
     err_t e;
     err_clear(&e);
     size_t n = 0;
-    int rc = mq_next(c->mq, 250, &items[0].d, &e);
+    int wait_ms = c->def->tick != NULL && c->def->tick_ms < 250 ? c->def->tick_ms : 250;
+    int rc = mq_next(c->mq, wait_ms, &items[0].d, &e);
     if (rc == ERR_TIMEOUT)
         return 0;
     if (rc != 0) {
         log_err(LOG_WARN, NULL, "consumer.connection_lost", &e);
-        close_mq(c);
+        svc_worker_mq_lost(c->w, e.msg);
         return 0;
     }
     n = 1;
@@ -383,7 +364,7 @@ static size_t collect(consumer_t *c, item_t *items)
             /* The batch cannot be acknowledged on a broken channel: drop it; the broker
              * redelivers every unacknowledged message. */
             log_err(LOG_WARN, NULL, "consumer.connection_lost", &e);
-            close_mq(c);
+            svc_worker_mq_lost(c->w, e.msg);
             for (size_t i = 0; i < n; i++)
                 item_clear(&items[i]);
             return 0;
@@ -393,14 +374,36 @@ static size_t collect(consumer_t *c, item_t *items)
     return n;
 }
 
+static void run_after_commit(consumer_t *c, item_t *items, size_t n)
+{
+    if (c->def->after_commit == NULL)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        item_t *it = &items[i];
+        if (!it->handled)
+            continue;
+        svc_msg_t m = {
+            .type = it->type,
+            .payload = it->payload,
+            .env = &it->env,
+            .trace = &it->trace,
+            .log = &it->log,
+            .queue = c->queue,
+            .exchange = it->d->exchange,
+            .routing_key = it->d->routing_key,
+            .redelivered = it->d->redelivered,
+        };
+        c->def->after_commit(c->db, &m, svc_app(c->svc));
+    }
+}
+
+/* Handles a collected batch until it is committed and acknowledged, or the broker connection
+ * is gone (the broker then redelivers it), or the process stops (likewise). */
 static void handle(consumer_t *c, item_t *items, size_t n)
 {
-    const char *app_id = svc_name(c->svc);
     for (size_t i = 0; i < n; i++)
-        decode_item(&items[i], app_id);
+        decode_item(&items[i]);
 
-    daemon_backoff_t backoff;
-    daemon_backoff_init(&backoff, 100, 5000);
     for (;;) {
         err_t e;
         err_clear(&e);
@@ -408,8 +411,10 @@ static void handle(consumer_t *c, item_t *items, size_t n)
         int rc = run_batch(c, items, n, &ok, &dup, &ignored, &e);
         if (rc == ERR_INVALID)
             continue; /* a handler found poison; it is marked, run the rest again at once */
-        if (rc == 0)
+        if (rc == 0) {
+            run_after_commit(c, items, n);
             rc = dead_letter(c, items, n, &e);
+        }
         if (rc == 0)
             rc = mq_ack(c->mq, items[n - 1].d->delivery_tag, 1, &e);
         if (rc == 0) {
@@ -417,63 +422,78 @@ static void handle(consumer_t *c, item_t *items, size_t n)
             metrics_counter_add(c->m_dup, (double)dup);
             metrics_counter_add(c->m_ignored, (double)ignored);
             metrics_histogram_observe(c->m_batch, (double)n);
+            svc_worker_backoff_reset(c->w);
             return;
         }
         metrics_counter_add(c->m_retry, 1);
         log_err(LOG_WARN, NULL, "consumer.batch_retry", &e);
         if (!mq_ok(c->mq)) {
             /* Unacknowledged deliveries went back to the queue with the channel. */
-            close_mq(c);
+            svc_worker_mq_lost(c->w, e.msg);
             return;
         }
-        if (!db_ok(c->db)) {
-            health_flag_set(c->db_flag, 0, "database connection lost");
-            db_close(c->db);
-            c->db = NULL;
-            err_t oe;
-            if (db_open_retry(cfg_str(svc_cfg(c->svc), "DATABASE_URL"), -1, svc_stopping, &c->db,
-                              &oe) != 0)
-                return; /* stopping: the batch is returned to the queue at close */
-            health_flag_set(c->db_flag, 1, "connected");
-        }
-        if (daemon_sleep_ms(daemon_backoff_next_ms(&backoff)))
+        /* Hold the batch: reconnect the database if it was lost, wait, try again. The
+         * supervisor keeps the broker connection alive all the while. */
+        err_t de;
+        err_clear(&de);
+        if (svc_worker_restore_db(c->w, &de) != 0)
+            return; /* stopping: the batch is returned to the queue at close */
+        c->db = svc_worker_db(c->w);
+        if (svc_worker_backoff(c->w))
             return;
-        /* Keep the broker connection alive while the batch waits. */
-        if (mq_keepalive(c->mq, &e) != 0) {
-            close_mq(c);
-            return;
-        }
+        if (c->mq != svc_worker_mq(c->w))
+            return; /* a heartbeat failed while waiting: the batch went back with the channel */
         for (size_t i = 0; i < n; i++)
             if (items[i].state == ITEM_POISON && strcmp(items[i].failure_class, "handler") == 0)
                 items[i].state = ITEM_READY; /* a handler's verdict is re-asked on retry */
     }
 }
 
+/* One step of the supervisor: collect a batch (waiting briefly for its first delivery) and
+ * handle it. */
+static int consumer_step(svc_worker_t *w, void *ctx, err_t *e)
+{
+    consumer_t *c = ctx;
+    (void)e;
+    c->w = w;
+    c->db = svc_worker_db(w);
+    c->mq = svc_worker_mq(w);
+    size_t n = collect(c, c->items);
+    if (n == 0)
+        return 0;
+    handle(c, c->items, n);
+    for (size_t i = 0; i < n; i++)
+        item_clear(&c->items[i]);
+    return 1;
+}
+
+static void consumer_tick(svc_worker_t *w, void *ctx)
+{
+    consumer_t *c = ctx;
+    c->def->tick(svc_worker_db(w), svc_app(c->svc));
+}
+
+static void consumer_drain(svc_worker_t *w, void *ctx)
+{
+    consumer_t *c = ctx;
+    if (c->def->drain != NULL)
+        c->def->drain(svc_worker_db(w), svc_app(c->svc));
+    log_info(NULL, "consumer.stopped", json_pack("{s:s}", "queue", c->label));
+}
+
 void *svc__consumer_thread(void *arg)
 {
     consumer_t *c = arg;
-    item_t *items = calloc((size_t)c->batch_max, sizeof(*items));
-    if (items == NULL) {
-        log_error(NULL, "consumer.out_of_memory", NULL);
-        return NULL;
-    }
-    while (!svc_stopping()) {
-        if (ensure_connections(c) != 0)
-            continue;
-        size_t n = collect(c, items);
-        if (n == 0)
-            continue;
-        handle(c, items, n);
-        for (size_t i = 0; i < n; i++)
-            item_clear(&items[i]);
-    }
-    free(items);
-    mq_close(c->mq);
-    mq_close(c->dlq);
-    db_close(c->db);
-    c->mq = c->dlq = NULL;
-    c->db = NULL;
-    log_info(NULL, "consumer.stopped", json_pack("{s:s}", "queue", c->def->queue));
+    svc_worker_def_t def = {
+        .name = c->label,
+        .needs = SVC_WORKER_DB | SVC_WORKER_MQ,
+        .tick_ms = c->def->tick != NULL ? c->def->tick_ms : 0,
+        .on_mq_open = on_mq_open,
+        .step = consumer_step,
+        .tick = c->def->tick != NULL ? consumer_tick : NULL,
+        .drain = consumer_drain,
+    };
+    (void)svc_worker_run(c->svc, &def, c);
     return NULL;
 }
 
@@ -485,34 +505,33 @@ consumer_t *svc__consumer_new(svc_t *svc, const svc_consumer_def_t *def, int pre
         return NULL;
     c->svc = svc;
     c->def = def;
+    c->label = def->queue != NULL ? def->queue : def->private_exchange;
+    snprintf(c->queue, sizeof(c->queue), "%s", def->queue != NULL ? def->queue : "");
     c->prefetch = prefetch;
     c->batch_max = batch_max;
     c->ids = calloc((size_t)batch_max, sizeof(*c->ids));
     c->fresh = calloc((size_t)batch_max, sizeof(*c->fresh));
-    if (c->ids == NULL || c->fresh == NULL) {
+    c->items = calloc((size_t)batch_max, sizeof(*c->items));
+    if (c->ids == NULL || c->fresh == NULL || c->items == NULL) {
         svc__consumer_free(c);
         return NULL;
     }
-    char name[128], labels[160];
-    snprintf(name, sizeof(name), "database:%s", def->queue);
-    c->db_flag = health_flag_new(name);
-    snprintf(name, sizeof(name), "broker:%s", def->queue);
-    c->mq_flag = health_flag_new(name);
+    char labels[160];
     const char *help = "Messages handled by the consumer, by outcome";
-    snprintf(labels, sizeof(labels), "queue=\"%s\",outcome=\"ok\"", def->queue);
+    snprintf(labels, sizeof(labels), "queue=\"%s\",outcome=\"ok\"", c->label);
     c->m_ok = metrics_counter("petstore_messages_consumed_total", help, labels);
-    snprintf(labels, sizeof(labels), "queue=\"%s\",outcome=\"duplicate\"", def->queue);
+    snprintf(labels, sizeof(labels), "queue=\"%s\",outcome=\"duplicate\"", c->label);
     c->m_dup = metrics_counter("petstore_messages_consumed_total", help, labels);
-    snprintf(labels, sizeof(labels), "queue=\"%s\",outcome=\"ignored\"", def->queue);
+    snprintf(labels, sizeof(labels), "queue=\"%s\",outcome=\"ignored\"", c->label);
     c->m_ignored = metrics_counter("petstore_messages_consumed_total", help, labels);
-    snprintf(labels, sizeof(labels), "queue=\"%s\",outcome=\"dead_lettered\"", def->queue);
+    snprintf(labels, sizeof(labels), "queue=\"%s\",outcome=\"dead_lettered\"", c->label);
     c->m_poison = metrics_counter("petstore_messages_consumed_total", help, labels);
-    snprintf(labels, sizeof(labels), "queue=\"%s\"", def->queue);
+    snprintf(labels, sizeof(labels), "queue=\"%s\"", c->label);
     c->m_retry = metrics_counter("petstore_consumer_batch_retries_total",
                                  "Batches rolled back by a transient failure and retried", labels);
-    c->m_batch = metrics_histogram("petstore_consumer_batch_size", "Deliveries per transaction",
-                                   labels, batch_bounds,
-                                   sizeof(batch_bounds) / sizeof(batch_bounds[0]));
+    c->m_batch =
+        metrics_histogram("petstore_consumer_batch_size", "Deliveries per transaction", labels,
+                          batch_bounds, sizeof(batch_bounds) / sizeof(batch_bounds[0]));
     return c;
 }
 
@@ -522,5 +541,6 @@ void svc__consumer_free(consumer_t *c)
         return;
     free(c->ids);
     free(c->fresh);
+    free(c->items);
     free(c);
 }
