@@ -1,7 +1,8 @@
-/* mq_internal: what mq.c, mq_publish.c and mq_consume.c share, and the pure helpers the unit
- * tests call. Not part of the runtime's API: daemons include mq.h, mq_publish.h and
- * mq_consume.h only. Test helpers under tests/lib may use mq__state() to drive rabbitmq-c
- * directly (declaring temporary queues and so on). */
+/* mq_internal: what the mq*.c files share, and the pure helpers the unit tests call. Not part of
+ * the runtime's API: daemons include mq.h, mq_publish.h and mq_consume.h only. Test helpers under
+ * tests/lib may use mq__state() to drive rabbitmq-c directly (declaring temporary queues and so
+ * on). One file per idea: the handle's lifecycle in mq.c, URL parsing in mq_url.c, header tables
+ * in mq_table.c, error mapping in mq_error.c; publishing and consuming build on them. */
 #ifndef PETSTORE_MQ_INTERNAL_H
 #define PETSTORE_MQ_INTERNAL_H
 
@@ -36,6 +37,8 @@ struct mq_conn {
     char name[96];       /* for logs: connection_name or host:port */
 };
 
+/* ---- mq_url.c -------------------------------------------------------------------------- */
+
 /* A parsed amqp:// URL. Strings are owned (mq__url_free). Query values are -1 when absent. */
 typedef struct mq__url {
     char *user;
@@ -55,6 +58,8 @@ int mq__url_parse(const char *url, mq__url_t *out, err_t *e) PETSTORE_NODISCARD;
 /* Frees the strings of u (not u itself). Accepts NULL. */
 void mq__url_free(mq__url_t *u);
 
+/* ---- mq_table.c ------------------------------------------------------------------------ */
+
 /* Converts a JSON object (NULL: empty table) to an AMQP field table whose entries are allocated
  * in pool and whose strings and keys are BORROWED from obj: obj must outlive the table. Mapping
  * and limits as mq_message_t.headers; keys longer than 255 bytes and nested values are
@@ -65,6 +70,8 @@ int mq__table_from_json(const json_t *obj, amqp_pool_t *pool, amqp_table_t *out,
 /* Converts an AMQP field table to a new JSON object (caller decrefs), mapping as
  * mq_delivery_t.headers. Fails only with ERR_NOMEM. */
 int mq__table_to_json(const amqp_table_t *t, json_t **out, err_t *e) PETSTORE_NODISCARD;
+
+/* ---- mq_error.c ------------------------------------------------------------------------ */
 
 /* The err.h class for an AMQP reply code (channel.close / connection.close). */
 int mq__reply_code_class(int reply_code);
@@ -89,6 +96,8 @@ int mq__handle_frame(mq_conn_t *c, const amqp_frame_t *f, err_t *e);
 
 /* Marks the handle broken (mq_ok false) without touching the socket. */
 void mq__break(mq_conn_t *c);
+
+/* ---- mq.c ------------------------------------------------------------------------------ */
 
 /* The rabbitmq-c connection and the working channel, for tests/lib helpers only. */
 amqp_connection_state_t mq__state(mq_conn_t *c);
