@@ -1,20 +1,10 @@
-/* events: the storefront's read models, kept from other services' events. Every update applies
- * only a newer version, so redelivered, duplicated or reordered events never move a model back. */
+/* events: the storefront's read models, kept from other services' events (the consumer of
+ * storefront.events). Every update applies only a newer version, so redelivered, duplicated or
+ * reordered events never move a model back. Orders are applied by order_view.c. */
 #include <stdio.h>
 #include <string.h>
 
 #include "storefront.h"
-
-static const db_stmt_t order_status_stmt = {
-    .name = "sf_order_status",
-    .sql = "WITH o AS (UPDATE orders SET status = $2, reason = $3, version = $4::int,"
-           "  updated_at = coalesce($5::timestamptz, now())"
-           "  WHERE id = $1::uuid AND version < $4::int RETURNING id) "
-           "INSERT INTO order_history (order_id, version, status, reason, at)"
-           " SELECT id, $4::int, $2, $3, coalesce($5::timestamptz, now()) FROM o"
-           " ON CONFLICT DO NOTHING",
-    .nparams = 5,
-};
 
 /* A listing fills in the pet's name, species and price (they never change) and its status if
  * that is newer than a status change applied before the listing arrived. */
@@ -52,18 +42,6 @@ static void int_text(const svc_msg_t *m, const char *key, char *out, size_t n)
     snprintf(out, n, "%lld", (long long)json_integer_value(json_object_get(m->payload, key)));
 }
 
-int sf_apply_order_status(db_conn_t *db, const json_t *p, err_t *e)
-{
-    char version[24];
-    snprintf(version, sizeof(version), "%lld",
-             (long long)json_integer_value(json_object_get(p, "version")));
-    const char *params[] = {json_string_value(json_object_get(p, "order_id")),
-                            json_string_value(json_object_get(p, "status")),
-                            json_string_value(json_object_get(p, "reason")), version,
-                            json_string_value(json_object_get(p, "occurred_at"))};
-    return db_exec(db, &order_status_stmt, params, NULL, e);
-}
-
 int sf_on_order_status(db_conn_t *db, const svc_msg_t *m, void *app, err_t *e)
 {
     (void)app;
@@ -76,8 +54,8 @@ int sf_on_pet_listed(db_conn_t *db, const svc_msg_t *m, void *app, err_t *e)
     char price[24], version[24];
     int_text(m, "price_cents", price, sizeof(price));
     int_text(m, "version", version, sizeof(version));
-    const char *params[] = {s(m, "pet_id"), s(m, "name"), s(m, "species"), price,
-                            s(m, "status"), version};
+    const char *params[] = {s(m, "pet_id"), s(m, "name"),   s(m, "species"),
+                            price,          s(m, "status"), version};
     return db_exec(db, &pet_listed_stmt, params, NULL, e);
 }
 

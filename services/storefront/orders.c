@@ -23,21 +23,24 @@
 
 static const db_stmt_t claim_key_stmt = {
     .name = "sf_claim_key",
-    .sql = "INSERT INTO idempotency_keys (user_id, key, request_hash) VALUES ($1::uuid, $2, decode($3, 'hex'))"
+    .sql = "INSERT INTO idempotency_keys (user_id, key, request_hash) VALUES ($1::uuid, $2, "
+           "decode($3, 'hex'))"
            " ON CONFLICT DO NOTHING RETURNING 1",
     .nparams = 3,
 };
 
 static const db_stmt_t read_key_stmt = {
     .name = "sf_read_key",
-    .sql = "SELECT encode(request_hash, 'hex'), status_code, response::text FROM idempotency_keys"
+    .sql = "SELECT encode(request_hash, 'hex') AS request_hash, status_code, response::text AS "
+           "response"
+           " FROM idempotency_keys"
            " WHERE user_id = $1::uuid AND key = $2",
     .nparams = 2,
 };
 
 static const db_stmt_t price_pets_stmt = {
     .name = "sf_price_pets",
-    .sql = "SELECT id::text, status, price_cents FROM pets WHERE id = ANY($1::uuid[])"
+    .sql = "SELECT id::text AS id, status, price_cents FROM pets WHERE id = ANY($1::uuid[])"
            " AND name IS NOT NULL",
     .nparams = 1,
 };
@@ -61,7 +64,7 @@ static const db_stmt_t store_answer_stmt = {
 
 static const db_stmt_t cart_pets_stmt = {
     .name = "sf_order_cart",
-    .sql = "SELECT pet_id::text FROM cart_items WHERE user_id = $1::uuid"
+    .sql = "SELECT pet_id::text AS pet_id FROM cart_items WHERE user_id = $1::uuid"
            " ORDER BY added_at, pet_id LIMIT 21",
     .nparams = 1,
 };
@@ -72,276 +75,318 @@ static const db_stmt_t empty_cart_stmt = {
     .nparams = 2,
 };
 
-static const db_stmt_t get_order_stmt = {
-    .name = "sf_get_order",
-    .sql = "SELECT id::text, status, reason, total_cents, pet_ids::text[], card_last4,"
-           " " SF_TIME("created_at") ", " SF_TIME("updated_at") ","
-           " (SELECT coalesce(json_agg(json_build_object('status', h.status, 'reason', h.reason,"
-           "   'at', " SF_TIME("h.at") ") ORDER BY h.version), '[]') FROM order_history h"
-           "   WHERE h.order_id = o.id)::text, version"
-           " FROM orders o WHERE id = $1::uuid AND user_id = $2::uuid",
-    .nparams = 2,
-};
-
-static const db_stmt_t list_orders_stmt = {
-    .name = "sf_list_orders",
-    .sql = "SELECT id::text, status, reason, total_cents, pet_ids::text[], card_last4,"
-           " " SF_TIME("created_at") ", " SF_TIME("updated_at") ", NULL, version"
-           " FROM orders o WHERE user_id = $1::uuid ORDER BY created_at DESC, id DESC LIMIT 100",
-    .nparams = 1,
-};
-
 static const db_stmt_t lock_order_stmt = {
     .name = "sf_lock_order",
     .sql = "SELECT status FROM orders WHERE id = $1::uuid AND user_id = $2::uuid FOR UPDATE",
     .nparams = 2,
 };
 
-static json_t *order_json(db_result_t *res, int row)
+/* ---- POST /v1/orders: one step per function, in the order the handler runs them ----
+ *
+ * Each step returns 0 to go on or ANSWERED once it has responded (having rolled back any
+ * transaction it was in); a database failure is a negative code with o->e filled, which the
+ * handler answers after rolling back. */
+
+#define ANSWERED 1
+
+typedef struct order_request {
+    http_request_t *req;
+    db_conn_t *db;
+    char user_id[UUID_STR_LEN];
+    const char *key;       /* the Idempotency-Key header, borrowed from req */
+    json_t *body;          /* owned */
+    const char *card;      /* the card number, borrowed from body */
+    const json_t *pet_ids; /* borrowed from body, or cart */
+    json_t *cart;          /* owned: the cart's pets when the body names none */
+    char hash[SF_FINGERPRINT_HEX];
+    char *pets_pg; /* owned: pet_ids as a PostgreSQL array literal */
+    long long total;
+    char order_id[UUID_STR_LEN];
+    char last4[5];
+    char sealed[CARD_SEALED_B64_SIZE];
+    json_t *answer; /* owned: the 202's body */
+    err_t e;
+} order_request_t;
+
+/* The Idempotency-Key header: 1 to 255 characters, else 400. */
+static int check_key(order_request_t *o)
 {
-    json_t *o = json_pack("{s:s,s:s,s:o,s:I,s:o,s:s,s:s,s:s}", "id", db_value(res, row, 0),
-                          "status", db_value(res, row, 1), "reason",
-                          db_is_null(res, row, 2) ? json_null() : json_string(db_value(res, row, 2)),
-                          "total_cents", (json_int_t)atoll(db_value(res, row, 3)), "pet_ids",
-                          db_array_to_json(db_value(res, row, 4)), "card_last4", db_value(res, row, 5),
-                          "created_at", db_value(res, row, 6), "updated_at", db_value(res, row, 7));
-    if (o != NULL)
-        json_object_set_new(o, "version", json_integer(atoi(db_value(res, row, 9))));
-    if (o != NULL && !db_is_null(res, row, 8)) {
-        json_t *history = json_loads(db_value(res, row, 8), 0, NULL);
-        json_object_set_new(o, "history", history ? history : json_array());
+    o->key = http_header(o->req, "Idempotency-Key");
+    if (o->key == NULL || o->key[0] == '\0' || strlen(o->key) > 255) {
+        http_respond_problem(o->req, 400, "idempotency-key-required", "Bad Request",
+                             "an Idempotency-Key header of 1 to 255 characters is required", NULL);
+        return ANSWERED;
     }
-    return o;
+    return 0;
 }
 
-/* Answers a key that was used before. Returns after responding. */
-static void replay(http_request_t *req, db_conn_t *db, const char *user_id, const char *key,
-                   const char *hash)
+/* The body: a JSON object with a card number and, optionally, the pets; else 4xx. */
+static int read_body(order_request_t *o)
 {
-    const char *params[] = {user_id, key};
+    if (http_read_json_object(o->req, &o->body) != 0)
+        return ANSWERED;
+    o->card = json_string_value(json_object_get(o->body, "card_number"));
+    o->pet_ids = json_object_get(o->body, "pet_ids");
+    json_t *errors = json_array();
+    char detail[128];
+    if (!sf_card_syntax_ok(o->card))
+        sf_error(errors, "card_number", "a string of 12 to 19 digits");
+    if (o->pet_ids != NULL && !sf_pet_ids_ok(o->pet_ids, detail, sizeof(detail)))
+        sf_error(errors, "pet_ids", detail);
+    if (json_array_size(errors) > 0) {
+        sf_invalid(o->req, errors);
+        return ANSWERED;
+    }
+    json_decref(errors);
+    return 0;
+}
+
+/* Answers a key that was used before: the stored answer, 422 for another request, or 409
+ * while the first request is still being written. */
+static void replay(order_request_t *o)
+{
+    const char *params[] = {o->user_id, o->key};
     db_result_t *res = NULL;
-    err_t e;
-    err_clear(&e);
-    if (db_exec(db, &read_key_stmt, params, &res, &e) != 0) {
-        sf_db_error(req, &e);
+    if (db_exec(o->db, &read_key_stmt, params, &res, &o->e) != 0) {
+        sf_db_error(o->req, &o->e);
         return;
     }
-    if (db_rows(res) != 1 || db_is_null(res, 0, 2)) {
-        http_respond_problem(req, 409, "request-in-progress", "Conflict",
+    int response = db_col_index(res, "response");
+    if (db_rows(res) != 1 || db_is_null(res, 0, response)) {
+        http_respond_problem(o->req, 409, "request-in-progress", "Conflict",
                              "a request with this Idempotency-Key is still in progress", NULL);
-    } else if (strcmp(db_value(res, 0, 0), hash) != 0) {
-        http_respond_problem(req, 422, "idempotency-key-reused", "Unprocessable Content",
+    } else if (strcmp(db_value(res, 0, db_col_index(res, "request_hash")), o->hash) != 0) {
+        http_respond_problem(o->req, 422, "idempotency-key-reused", "Unprocessable Content",
                              "this Idempotency-Key was used with a different request", NULL);
     } else {
-        json_t *answer = json_loads(db_value(res, 0, 2), 0, NULL);
+        json_t *answer = json_loads(db_value(res, 0, response), 0, NULL);
         char location[64];
         snprintf(location, sizeof(location), "/v1/orders/%s",
                  json_string_value(json_object_get(answer, "id")));
-        http_add_header(req, "Location", location);
-        http_add_header(req, "Retry-After", "1");
-        http_respond_json(req, atoi(db_value(res, 0, 1)), answer);
+        http_add_header(o->req, "Location", location);
+        http_add_header(o->req, "Retry-After", "1");
+        http_respond_json(o->req, atoi(db_value(res, 0, db_col_index(res, "status_code"))), answer);
     }
     db_result_free(res);
+}
+
+/* Opens the transaction and claims the key with the request's fingerprint. A key already
+ * claimed is answered by replay(); one whose row another request still holds gets 409 after a
+ * short wait. */
+static int claim_key(order_request_t *o)
+{
+    if (sf_order_fingerprint(o->pet_ids, o->card, o->hash) != 0) {
+        http_respond_problem(o->req, 503, "unavailable", "Service Unavailable",
+                             "out of memory; try again", NULL);
+        return ANSWERED;
+    }
+    int rc = db_begin(o->db, &o->e);
+    if (rc != 0)
+        return rc;
+    /* A concurrent request with the same key holds its row: wait briefly, then say 409. */
+    rc = db_exec_sql(o->db, "SET LOCAL lock_timeout = '2s'", 0, NULL, NULL, &o->e);
+    if (rc != 0)
+        return rc;
+    const char *params[] = {o->user_id, o->key, o->hash};
+    db_result_t *res = NULL;
+    rc = db_exec(o->db, &claim_key_stmt, params, &res, &o->e);
+    if (rc != 0) {
+        if (strcmp(o->e.sqlstate, "55P03") != 0)
+            return rc;
+        db_rollback(o->db);
+        http_respond_problem(o->req, 409, "request-in-progress", "Conflict",
+                             "a request with this Idempotency-Key is still in progress", NULL);
+        return ANSWERED;
+    }
+    int claimed = db_rows(res) == 1;
+    db_result_free(res);
+    if (!claimed) {
+        db_rollback(o->db);
+        replay(o);
+        return ANSWERED;
+    }
+    return 0;
+}
+
+/* No pets named: order the cart, which must hold 1 to 20 pets (else 422). */
+static int take_cart(order_request_t *o)
+{
+    if (o->pet_ids != NULL)
+        return 0;
+    const char *params[] = {o->user_id};
+    db_result_t *res = NULL;
+    int rc = db_exec(o->db, &cart_pets_stmt, params, &res, &o->e);
+    if (rc != 0)
+        return rc;
+    int col = db_col_index(res, "pet_id");
+    o->cart = json_array();
+    for (int r = 0; r < db_rows(res); r++)
+        json_array_append_new(o->cart, json_string(db_value(res, r, col)));
+    db_result_free(res);
+    size_t n = json_array_size(o->cart);
+    if (n == 0 || n > 20) {
+        db_rollback(o->db);
+        json_t *errors = json_array();
+        sf_error(errors, "pet_ids",
+                 n == 0 ? "the cart is empty: name the pets or add them to the cart"
+                        : "the cart holds more than 20 pets: order at most 20 at once");
+        sf_invalid(o->req, errors);
+        return ANSWERED;
+    }
+    o->pet_ids = o->cart;
+    return 0;
+}
+
+/* Adds up the pets' prices; an unknown pet is 404 and a pet not available 409, and neither
+ * consumes the key: the customer may try again. */
+static int price_pets(order_request_t *o)
+{
+    o->pets_pg = db_array_from_json(o->pet_ids);
+    if (o->pets_pg == NULL)
+        return err_set(&o->e, ERR_NOMEM, "out of memory");
+    const char *params[] = {o->pets_pg};
+    db_result_t *res = NULL;
+    int rc = db_exec(o->db, &price_pets_stmt, params, &res, &o->e);
+    if (rc != 0)
+        return rc;
+    int id_col = db_col_index(res, "id"), status_col = db_col_index(res, "status"),
+        price_col = db_col_index(res, "price_cents");
+    json_t *missing = json_array(), *taken = json_array();
+    size_t i;
+    json_t *id;
+    json_array_foreach(o->pet_ids, i, id)
+    {
+        int row = -1;
+        for (int r = 0; r < db_rows(res); r++)
+            if (strcmp(db_value(res, r, id_col), json_string_value(id)) == 0)
+                row = r;
+        if (row < 0)
+            json_array_append(missing, id);
+        else if (strcmp(db_value(res, row, status_col), "available") != 0)
+            json_array_append(taken, id);
+        else
+            o->total += atoll(db_value(res, row, price_col));
+    }
+    db_result_free(res);
+    rc = 0;
+    if (json_array_size(missing) > 0 || json_array_size(taken) > 0) {
+        db_rollback(o->db);
+        if (json_array_size(missing) > 0)
+            http_respond_problem(o->req, 404, "pet-not-found", "Not Found", "no such pet",
+                                 json_pack("{s:O}", "pet_ids", missing));
+        else
+            http_respond_problem(o->req, 409, "pet-not-available", "Conflict",
+                                 "a pet is already reserved or sold",
+                                 json_pack("{s:O}", "pet_ids", taken));
+        rc = ANSWERED;
+    }
+    json_decref(missing);
+    json_decref(taken);
+    return rc;
+}
+
+/* Seals the card number for the payment service; only its last four digits stay here. */
+static int seal_card(order_request_t *o, const storefront_app_t *app)
+{
+    uuid_v7(o->order_id);
+    snprintf(o->last4, sizeof(o->last4), "%s", o->card + strlen(o->card) - 4);
+    if (card_seal(app->payment_pk, o->card, o->sealed) != 0)
+        return err_set(&o->e, ERR_INTERNAL, "card sealing failed");
+    return 0;
+}
+
+/* The order row (PENDING, version 1) and its first history entry; an ordered cart is emptied
+ * of the ordered pets. */
+static int insert_order(order_request_t *o)
+{
+    char total[24];
+    snprintf(total, sizeof(total), "%lld", o->total);
+    const char *params[] = {o->order_id, o->user_id, total, o->pets_pg, o->last4};
+    int rc = db_exec(o->db, &insert_order_stmt, params, NULL, &o->e);
+    if (rc != 0 || o->cart == NULL)
+        return rc;
+    const char *cart_params[] = {o->user_id, o->pets_pg};
+    return db_exec(o->db, &empty_cart_stmt, cart_params, NULL, &o->e);
+}
+
+/* order.placed into the outbox, in the same transaction. */
+static int emit_placed(order_request_t *o)
+{
+    json_t *payload =
+        json_pack("{s:s,s:s,s:O,s:I,s:s,s:s}", "order_id", o->order_id, "user_id", o->user_id,
+                  "pet_ids", o->pet_ids, "total_cents", (json_int_t)o->total, "card_sealed",
+                  o->sealed, "card_last4", o->last4);
+    svc_cause_t cause = {
+        .app_id = "storefront", .correlation_id = o->order_id, .trace = http_trace(o->req)};
+    int rc = svc_emit(o->db, &cause, MSG_ORDER_PLACED_V1, payload, &o->e);
+    json_decref(payload);
+    return rc;
+}
+
+/* Stores the answer with the key, so a repeated request gets the same one, and commits. */
+static int store_answer(order_request_t *o)
+{
+    o->answer = json_pack("{s:s,s:s,s:I}", "id", o->order_id, "status", "PENDING", "total_cents",
+                          (json_int_t)o->total);
+    char *text = json_dumps(o->answer, JSON_COMPACT);
+    const char *params[] = {o->user_id, o->key, o->order_id, text};
+    int rc = text ? db_exec(o->db, &store_answer_stmt, params, NULL, &o->e) : ERR_NOMEM;
+    free(text);
+    if (rc != 0)
+        return rc;
+    return db_commit(o->db, &o->e);
+}
+
+/* 202 with the order's place and when to look. */
+static void answer_placed(order_request_t *o)
+{
+    log_ctx_t ctx = sf_log_ctx(o->req);
+    ctx.order_id = o->order_id;
+    log_info(&ctx, "order.placed",
+             json_pack("{s:I,s:i,s:s}", "total_cents", (json_int_t)o->total, "pets",
+                       (int)json_array_size(o->pet_ids), "card_last4", o->last4));
+    char location[64];
+    snprintf(location, sizeof(location), "/v1/orders/%s", o->order_id);
+    http_add_header(o->req, "Location", location);
+    http_add_header(o->req, "Retry-After", "1");
+    http_respond_json(o->req, 202, o->answer);
+    o->answer = NULL;
 }
 
 int sf_post_orders(http_request_t *req, void *svc)
 {
-    const storefront_app_t *app = svc_app(svc);
-    log_ctx_t ctx = sf_log_ctx(req);
-    db_conn_t *db = NULL;
-    json_t *body = NULL, *payload = NULL, *answer = NULL, *cart = NULL;
-    db_result_t *res = NULL;
-    char *pets_pg = NULL;
-    char user_id[UUID_STR_LEN];
-    err_t e;
-    err_clear(&e);
-
-    if (!sf_db(req, &db) || !sf_user(req, db, user_id))
+    order_request_t o = {.req = req};
+    err_clear(&o.e);
+    if (!sf_db(req, &o.db) || !sf_user(req, o.db, o.user_id))
         return 0;
-    const char *key = http_header(req, "Idempotency-Key");
-    if (key == NULL || key[0] == '\0' || strlen(key) > 255) {
-        http_respond_problem(req, 400, "idempotency-key-required", "Bad Request",
-                             "an Idempotency-Key header of 1 to 255 characters is required",
-                             NULL);
-        return 0;
+    int rc = check_key(&o);
+    if (rc == 0)
+        rc = read_body(&o);
+    if (rc == 0)
+        rc = claim_key(&o);
+    if (rc == 0)
+        rc = take_cart(&o);
+    if (rc == 0)
+        rc = price_pets(&o);
+    if (rc == 0)
+        rc = seal_card(&o, svc_app(svc));
+    if (rc == 0)
+        rc = insert_order(&o);
+    if (rc == 0)
+        rc = emit_placed(&o);
+    if (rc == 0)
+        rc = store_answer(&o);
+    if (rc == 0) {
+        answer_placed(&o);
+    } else if (rc < 0) {
+        db_rollback(o.db);
+        sf_db_error(req, &o.e);
     }
-    if (http_read_json_object(req, &body) != 0)
-        return 0;
-    const char *card = json_string_value(json_object_get(body, "card_number"));
-    const json_t *pet_ids = json_object_get(body, "pet_ids");
-    json_t *errors = json_array();
-    char detail[128];
-    if (!sf_card_syntax_ok(card))
-        sf_error(errors, "card_number", "a string of 12 to 19 digits");
-    if (pet_ids != NULL && !sf_pet_ids_ok(pet_ids, detail, sizeof(detail)))
-        sf_error(errors, "pet_ids", detail);
-    if (json_array_size(errors) > 0) {
-        sf_invalid(req, errors);
-        goto out;
-    }
-    json_decref(errors);
-
-    char hash[SF_FINGERPRINT_HEX];
-    if (sf_order_fingerprint(pet_ids, card, hash) != 0) {
-        http_respond_problem(req, 503, "unavailable", "Service Unavailable",
-                             "out of memory; try again", NULL);
-        goto out;
-    }
-    if (db_begin(db, &e) != 0)
-        goto db_fail;
-    /* A concurrent request with the same key holds its row: wait briefly, then say 409. */
-    if (db_exec_sql(db, "SET LOCAL lock_timeout = '2s'", 0, NULL, NULL, &e) != 0)
-        goto db_fail;
-    const char *kp[] = {user_id, key, hash};
-    if (db_exec(db, &claim_key_stmt, kp, &res, &e) != 0) {
-        if (strcmp(e.sqlstate, "55P03") == 0) {
-            db_rollback(db);
-            http_respond_problem(req, 409, "request-in-progress", "Conflict",
-                                 "a request with this Idempotency-Key is still in progress", NULL);
-            goto out;
-        }
-        goto db_fail;
-    }
-    int claimed = db_rows(res) == 1;
-    db_result_free(res);
-    res = NULL;
-    if (!claimed) {
-        db_rollback(db);
-        replay(req, db, user_id, key, hash);
-        goto out;
-    }
-
-    if (pet_ids == NULL) {
-        /* No pets named: order the cart. */
-        const char *cp[] = {user_id};
-        if (db_exec(db, &cart_pets_stmt, cp, &res, &e) != 0)
-            goto db_fail;
-        cart = json_array();
-        for (int r = 0; r < db_rows(res); r++)
-            json_array_append_new(cart, json_string(db_value(res, r, 0)));
-        db_result_free(res);
-        res = NULL;
-        if (json_array_size(cart) == 0 || json_array_size(cart) > 20) {
-            db_rollback(db);
-            json_t *errs = json_array();
-            sf_error(errs, "pet_ids",
-                     json_array_size(cart) == 0
-                         ? "the cart is empty: name the pets or add them to the cart"
-                         : "the cart holds more than 20 pets: order at most 20 at once");
-            sf_invalid(req, errs);
-            goto out;
-        }
-        pet_ids = cart;
-    }
-    pets_pg = db_array_from_json(pet_ids);
-    const char *pp[] = {pets_pg};
-    if (pets_pg == NULL || db_exec(db, &price_pets_stmt, pp, &res, &e) != 0)
-        goto db_fail;
-    long long total = 0;
-    json_t *missing = json_array(), *taken = json_array();
-    size_t i;
-    json_t *id;
-    json_array_foreach(pet_ids, i, id)
-    {
-        int row = -1;
-        for (int r = 0; r < db_rows(res); r++)
-            if (strcmp(db_value(res, r, 0), json_string_value(id)) == 0)
-                row = r;
-        if (row < 0)
-            json_array_append(missing, id);
-        else if (strcmp(db_value(res, row, 1), "available") != 0)
-            json_array_append(taken, id);
-        else
-            total += atoll(db_value(res, row, 2));
-    }
-    db_result_free(res);
-    res = NULL;
-    if (json_array_size(missing) > 0 || json_array_size(taken) > 0) {
-        db_rollback(db); /* the key is not consumed: the customer may try again */
-        if (json_array_size(missing) > 0)
-            http_respond_problem(req, 404, "pet-not-found", "Not Found", "no such pet",
-                                 json_pack("{s:O}", "pet_ids", missing));
-        else
-            http_respond_problem(req, 409, "pet-not-available", "Conflict",
-                                 "a pet is already reserved or sold",
-                                 json_pack("{s:O}", "pet_ids", taken));
-        json_decref(missing);
-        json_decref(taken);
-        goto out;
-    }
-    json_decref(missing);
-    json_decref(taken);
-
-    char order_id[UUID_STR_LEN], sealed[CARD_SEALED_B64_SIZE], total_s[24], last4[5];
-    uuid_v7(order_id);
-    snprintf(total_s, sizeof(total_s), "%lld", total);
-    snprintf(last4, sizeof(last4), "%s", card + strlen(card) - 4);
-    if (card_seal(app->payment_pk, card, sealed) != 0) {
-        err_set(&e, ERR_INTERNAL, "card sealing failed");
-        goto db_fail;
-    }
-    const char *op[] = {order_id, user_id, total_s, pets_pg, last4};
-    if (db_exec(db, &insert_order_stmt, op, NULL, &e) != 0)
-        goto db_fail;
-    if (cart != NULL) {
-        const char *ep[] = {user_id, pets_pg};
-        if (db_exec(db, &empty_cart_stmt, ep, NULL, &e) != 0)
-            goto db_fail;
-    }
-    payload = json_pack("{s:s,s:s,s:O,s:I,s:s,s:s}", "order_id", order_id, "user_id", user_id,
-                        "pet_ids", pet_ids, "total_cents", (json_int_t)total, "card_sealed",
-                        sealed, "card_last4", last4);
-    svc_cause_t cause = {.app_id = "storefront", .correlation_id = order_id,
-                         .trace = http_trace(req)};
-    if (svc_emit(db, &cause, MSG_ORDER_PLACED_V1, payload, &e) != 0)
-        goto db_fail;
-    answer = json_pack("{s:s,s:s,s:I}", "id", order_id, "status", "PENDING", "total_cents",
-                       (json_int_t)total);
-    char *answer_text = json_dumps(answer, JSON_COMPACT);
-    const char *ap[] = {user_id, key, order_id, answer_text};
-    int rc = answer_text ? db_exec(db, &store_answer_stmt, ap, NULL, &e) : ERR_NOMEM;
-    free(answer_text);
-    if (rc != 0 || db_commit(db, &e) != 0)
-        goto db_fail;
-
-    ctx.order_id = order_id;
-    log_info(&ctx, "order.placed", json_pack("{s:I,s:i,s:s}", "total_cents", (json_int_t)total,
-                                             "pets", (int)json_array_size(pet_ids), "card_last4",
-                                             last4));
-    char location[64];
-    snprintf(location, sizeof(location), "/v1/orders/%s", order_id);
-    http_add_header(req, "Location", location);
-    http_add_header(req, "Retry-After", "1");
-    http_respond_json(req, 202, answer);
-    answer = NULL;
-    goto out;
-db_fail:
-    db_rollback(db);
-    sf_db_error(req, &e);
-out:
-    db_result_free(res);
-    free(pets_pg);
-    json_decref(payload);
-    json_decref(answer);
-    json_decref(cart);
-    json_decref(body);
+    free(o.pets_pg);
+    json_decref(o.answer);
+    json_decref(o.cart);
+    json_decref(o.body);
     return 0;
-}
-
-int sf_order_load(db_conn_t *db, const char *order_id, const char *user_id, json_t **out,
-                  err_t *e)
-{
-    const char *params[] = {order_id, user_id};
-    db_result_t *res = NULL;
-    int rc = db_exec(db, &get_order_stmt, params, &res, e);
-    if (rc != 0)
-        return rc;
-    if (db_rows(res) == 1)
-        *out = order_json(res, 0);
-    else
-        rc = err_set(e, ERR_NOTFOUND, "no such order");
-    db_result_free(res);
-    return rc;
 }
 
 /* GET /v1/orders/{id}[?wait=S&status=X]: with wait, the answer is held until the status is no
@@ -402,18 +447,13 @@ int sf_get_orders(http_request_t *req, void *svc)
     char user_id[UUID_STR_LEN];
     if (!sf_db(req, &db) || !sf_user(req, db, user_id))
         return 0;
-    const char *params[] = {user_id};
-    db_result_t *res = NULL;
+    json_t *items = NULL;
     err_t e;
     err_clear(&e);
-    if (db_exec(db, &list_orders_stmt, params, &res, &e) != 0) {
+    if (sf_orders_list(db, user_id, &items, &e) != 0) {
         sf_db_error(req, &e);
         return 0;
     }
-    json_t *items = json_array();
-    for (int i = 0; i < db_rows(res); i++)
-        json_array_append_new(items, order_json(res, i));
-    db_result_free(res);
     http_respond_json(req, 200, json_pack("{s:o}", "items", items));
     return 0;
 }
@@ -444,7 +484,7 @@ int sf_post_cancel(http_request_t *req, void *svc)
         goto out;
     }
     char status[24];
-    snprintf(status, sizeof(status), "%s", db_value(res, 0, 0));
+    snprintf(status, sizeof(status), "%s", db_value(res, 0, db_col_index(res, "status")));
     if (strcmp(status, "PENDING") != 0 && strcmp(status, "RESERVING") != 0 &&
         strcmp(status, "PAYING") != 0) {
         db_rollback(db);
@@ -459,8 +499,8 @@ int sf_post_cancel(http_request_t *req, void *svc)
     json_decref(p);
     if (rc != 0 || db_commit(db, &e) != 0)
         goto db_fail;
-    http_respond_json(req, 202, json_pack("{s:s,s:s,s:b}", "id", id, "status", status,
-                                          "cancel_requested", 1));
+    http_respond_json(
+        req, 202, json_pack("{s:s,s:s,s:b}", "id", id, "status", status, "cancel_requested", 1));
     goto out;
 db_fail:
     db_rollback(db);

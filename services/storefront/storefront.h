@@ -52,27 +52,51 @@ int sf_get_cart(http_request_t *req, void *svc);
 int sf_put_cart_item(http_request_t *req, void *svc);
 int sf_delete_cart_item(http_request_t *req, void *svc);
 
-/* The order as the API shows it (new reference in *out), or ERR_NOTFOUND when it is not the
- * user's. */
+/* ---- order_view.c: the order read model, read, rendered and updated in one place ---- */
+/* The order as the API shows it, with its history (new reference in *out), or ERR_NOTFOUND
+ * when it is not the user's. */
 int sf_order_load(db_conn_t *db, const char *order_id, const char *user_id, json_t **out,
                   err_t *e) PETSTORE_NODISCARD;
-
-/* ---- updates.c: long polls woken by the petstore.order-updates fanout ---- */
-/* Holds req (deferred) until the order's status is no longer `leave` or seconds pass. db is the
- * calling thread's connection, used once to close the race with an update that landed before
- * the request was parked. */
-void sf_waiters_park(http_request_t *req, db_conn_t *db, const char *order_id,
-                     const char *user_id, const char *leave, int seconds);
-/* The worker thread (svc_def_t.workers): subscribes to petstore.order-updates with a private
- * queue, applies each change to the read model and answers the waiting requests. */
-void *sf_updates_run(void *svc);
-/* GET /v1/orders/{id}/events: text/event-stream of the order's status changes. */
-int sf_get_order_events(http_request_t *req, void *svc);
-
-/* ---- events.c: the read models ---- */
+/* The user's orders as the API lists them, newest first, at most 100, without history (new
+ * array in *out). */
+int sf_orders_list(db_conn_t *db, const char *user_id, json_t **out, err_t *e) PETSTORE_NODISCARD;
+/* 1 when the rendered order (borrowed) has reached a final status (COMPLETED, CANCELLED). */
+int sf_order_is_finished(const json_t *order);
 /* Applies a saga.order_status_changed payload if its version is newer (autocommit or inside
  * the caller's transaction). */
 int sf_apply_order_status(db_conn_t *db, const json_t *payload, err_t *e) PETSTORE_NODISCARD;
+
+/* ---- waiters.c: long polls, answered once each (by whoever claims them) ---- */
+/* Holds req (deferred) until the order's status is no longer `leave` or seconds pass. db is the
+ * calling thread's connection, used once to close the race with an update that landed before
+ * the request was parked. req belongs to the waiters from then on. */
+void sf_waiters_park(http_request_t *req, db_conn_t *db, const char *order_id, const char *user_id,
+                     const char *leave, int seconds);
+/* Answers the waiters on order_id whose `leave` differs from status with the order read
+ * through db (503 when db is NULL or the read fails). No lock is held while reading. */
+void sf_waiters_wake(db_conn_t *db, const char *order_id, const char *status);
+/* Answers the waiters whose deadline has passed, as sf_waiters_wake does. */
+void sf_waiters_expire(db_conn_t *db);
+/* Answers every waiter (at shutdown), as sf_waiters_wake does. */
+void sf_waiters_close_all(db_conn_t *db);
+
+/* ---- streams.c: GET /v1/orders/{id}/events, Server-Sent Events ---- */
+/* The route: text/event-stream of the order's status changes. */
+int sf_get_order_events(http_request_t *req, void *svc);
+/* Sends the order's new state (read through db) to its streams; ends those whose client has
+ * gone and those of a finished order. No lock is held while reading or sending. */
+void sf_streams_notify(db_conn_t *db, const char *order_id);
+/* Sends a keep-alive comment to every stream; ends those whose client has gone. */
+void sf_streams_ping(void);
+/* Ends every stream (at shutdown); streams opened afterwards end after their first event. */
+void sf_streams_close_all(void);
+
+/* ---- updates.c: the order-updates subscriber ---- */
+/* The worker thread (svc_def_t.workers): subscribes to petstore.order-updates with a private
+ * queue, applies each change to the read model, wakes the waiters and notifies the streams. */
+void *sf_updates_run(void *svc);
+
+/* ---- events.c: the consumer of storefront.events ---- */
 int sf_on_order_status(db_conn_t *db, const svc_msg_t *m, void *app, err_t *e);
 int sf_on_pet_listed(db_conn_t *db, const svc_msg_t *m, void *app, err_t *e);
 int sf_on_pet_status(db_conn_t *db, const svc_msg_t *m, void *app, err_t *e);

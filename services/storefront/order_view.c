@@ -1,0 +1,157 @@
+/* order_view: the storefront's read model of orders, one place for reading, rendering and
+ * updating it.
+ *
+ * The order API (orders.c), the long-poll waiters (waiters.c), the event streams (streams.c)
+ * and both consumers of saga.order_status_changed (events.c and updates.c) all see an order
+ * through this file, so none of them depends on another. The rendering is the API's:
+ *
+ *   {id, status, reason, total_cents, pet_ids, card_last4, created_at, updated_at, version
+ *    [, history: [{status, reason, at}]]}
+ *
+ * Results are read by column name; a query that does not select "history" renders no history.
+ * Columns named after their rendering (created_at is text) are ordered by qualified name, which
+ * PostgreSQL resolves to the table's column, not the output one.
+ * Status changes apply only when newer than the stored version, so redelivered, duplicated or
+ * reordered events never move an order back. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "db_array.h"
+#include "storefront.h"
+
+static const db_stmt_t get_order_stmt = {
+    .name = "sf_get_order",
+    .sql =
+        "SELECT id::text AS id, status, reason, total_cents, pet_ids::text[] AS pet_ids,"
+        " card_last4, " SF_TIME(
+            "created_at") " AS created_at,"
+                          " " SF_TIME("updated_at") " AS updated_at,"
+                                                    " (SELECT "
+                                                    "coalesce(json_agg(json_build_object('status', "
+                                                    "h.status, 'reason', h.reason,"
+                                                    "   'at', " SF_TIME(
+                                                        "h.at") ") ORDER BY h.version), '[]') FROM "
+                                                                "order_history h"
+                                                                "   WHERE h.order_id = o.id)::text "
+                                                                "AS history, version"
+                                                                " FROM orders o WHERE id = "
+                                                                "$1::uuid AND user_id = $2::uuid",
+    .nparams = 2,
+};
+
+static const db_stmt_t list_orders_stmt = {
+    .name = "sf_list_orders",
+    .sql = "SELECT id::text AS id, status, reason, total_cents, pet_ids::text[] AS pet_ids,"
+           " card_last4, " SF_TIME(
+               "created_at") " AS created_at,"
+                             " " SF_TIME("updated_at") " AS updated_at, version"
+                                                       " FROM orders o WHERE user_id = $1::uuid "
+                                                       "ORDER BY o.created_at DESC, o.id DESC"
+                                                       " LIMIT 100",
+    .nparams = 1,
+};
+
+static const db_stmt_t order_status_stmt = {
+    .name = "sf_order_status",
+    .sql = "WITH o AS (UPDATE orders SET status = $2, reason = $3, version = $4::int,"
+           "  updated_at = coalesce($5::timestamptz, now())"
+           "  WHERE id = $1::uuid AND version < $4::int RETURNING id) "
+           "INSERT INTO order_history (order_id, version, status, reason, at)"
+           " SELECT id, $4::int, $2, $3, coalesce($5::timestamptz, now()) FROM o"
+           " ON CONFLICT DO NOTHING",
+    .nparams = 5,
+};
+
+/* Where each column of an order query is, looked up once per result. */
+typedef struct order_cols {
+    int id, status, reason, total_cents, pet_ids, card_last4, created_at, updated_at, version;
+    int history; /* -1 when the query does not select it */
+} order_cols_t;
+
+static order_cols_t order_cols(const db_result_t *res)
+{
+    return (order_cols_t){
+        .id = db_col_index(res, "id"),
+        .status = db_col_index(res, "status"),
+        .reason = db_col_index(res, "reason"),
+        .total_cents = db_col_index(res, "total_cents"),
+        .pet_ids = db_col_index(res, "pet_ids"),
+        .card_last4 = db_col_index(res, "card_last4"),
+        .created_at = db_col_index(res, "created_at"),
+        .updated_at = db_col_index(res, "updated_at"),
+        .version = db_col_index(res, "version"),
+        .history = db_col_index(res, "history"),
+    };
+}
+
+/* The order in row (new reference), or NULL when out of memory. */
+static json_t *order_json(const db_result_t *res, const order_cols_t *c, int row)
+{
+    json_t *o = json_pack(
+        "{s:s,s:s,s:o,s:I,s:o,s:s,s:s,s:s}", "id", db_value(res, row, c->id), "status",
+        db_value(res, row, c->status), "reason",
+        db_is_null(res, row, c->reason) ? json_null() : json_string(db_value(res, row, c->reason)),
+        "total_cents", (json_int_t)atoll(db_value(res, row, c->total_cents)), "pet_ids",
+        db_array_to_json(db_value(res, row, c->pet_ids)), "card_last4",
+        db_value(res, row, c->card_last4), "created_at", db_value(res, row, c->created_at),
+        "updated_at", db_value(res, row, c->updated_at));
+    if (o != NULL)
+        json_object_set_new(o, "version", json_integer(atoi(db_value(res, row, c->version))));
+    if (o != NULL && c->history >= 0 && !db_is_null(res, row, c->history)) {
+        json_t *history = json_loads(db_value(res, row, c->history), 0, NULL);
+        json_object_set_new(o, "history", history ? history : json_array());
+    }
+    return o;
+}
+
+int sf_order_load(db_conn_t *db, const char *order_id, const char *user_id, json_t **out, err_t *e)
+{
+    const char *params[] = {order_id, user_id};
+    db_result_t *res = NULL;
+    int rc = db_exec(db, &get_order_stmt, params, &res, e);
+    if (rc != 0)
+        return rc;
+    if (db_rows(res) == 1) {
+        order_cols_t c = order_cols(res);
+        *out = order_json(res, &c, 0);
+    } else {
+        rc = err_set(e, ERR_NOTFOUND, "no such order");
+    }
+    db_result_free(res);
+    return rc;
+}
+
+int sf_orders_list(db_conn_t *db, const char *user_id, json_t **out, err_t *e)
+{
+    const char *params[] = {user_id};
+    db_result_t *res = NULL;
+    int rc = db_exec(db, &list_orders_stmt, params, &res, e);
+    if (rc != 0)
+        return rc;
+    order_cols_t c = order_cols(res);
+    json_t *items = json_array();
+    for (int i = 0; i < db_rows(res); i++)
+        json_array_append_new(items, order_json(res, &c, i));
+    db_result_free(res);
+    *out = items;
+    return 0;
+}
+
+int sf_order_is_finished(const json_t *order)
+{
+    const char *s = json_string_value(json_object_get(order, "status"));
+    return s != NULL && (strcmp(s, "COMPLETED") == 0 || strcmp(s, "CANCELLED") == 0);
+}
+
+int sf_apply_order_status(db_conn_t *db, const json_t *p, err_t *e)
+{
+    char version[24];
+    snprintf(version, sizeof(version), "%lld",
+             (long long)json_integer_value(json_object_get(p, "version")));
+    const char *params[] = {json_string_value(json_object_get(p, "order_id")),
+                            json_string_value(json_object_get(p, "status")),
+                            json_string_value(json_object_get(p, "reason")), version,
+                            json_string_value(json_object_get(p, "occurred_at"))};
+    return db_exec(db, &order_status_stmt, params, NULL, e);
+}
