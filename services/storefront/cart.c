@@ -14,7 +14,7 @@
 
 static const db_stmt_t cart_stmt = {
     .name = "sf_cart",
-    .sql = "SELECT p.id::text, p.name, p.species, p.price_cents, p.status FROM cart_items c"
+    .sql = "SELECT p.id::text AS id, p.name, p.species, p.price_cents, p.status FROM cart_items c"
            " JOIN pets p ON p.id = c.pet_id WHERE c.user_id = $1::uuid AND p.name IS NOT NULL"
            " ORDER BY c.added_at, c.pet_id",
     .nparams = 1,
@@ -50,15 +50,18 @@ static void respond_cart(http_request_t *req, db_conn_t *db, const char *user_id
         sf_db_error(req, &e);
         return;
     }
+    int id = db_col_index(res, "id"), name = db_col_index(res, "name"),
+        species = db_col_index(res, "species"), price = db_col_index(res, "price_cents"),
+        status = db_col_index(res, "status");
     json_t *items = json_array();
     long long total = 0;
     for (int i = 0; i < db_rows(res); i++) {
-        total += atoll(db_value(res, i, 3));
-        json_array_append_new(
-            items, json_pack("{s:s,s:s,s:s,s:I,s:s}", "id", db_value(res, i, 0), "name",
-                             db_value(res, i, 1), "species", db_value(res, i, 2), "price_cents",
-                             (json_int_t)atoll(db_value(res, i, 3)), "status",
-                             db_value(res, i, 4)));
+        total += atoll(db_value(res, i, price));
+        json_array_append_new(items, json_pack("{s:s,s:s,s:s,s:I,s:s}", "id", db_value(res, i, id),
+                                               "name", db_value(res, i, name), "species",
+                                               db_value(res, i, species), "price_cents",
+                                               (json_int_t)atoll(db_value(res, i, price)), "status",
+                                               db_value(res, i, status)));
     }
     db_result_free(res);
     http_respond_json(req, 200,
@@ -96,7 +99,8 @@ int sf_put_cart_item(http_request_t *req, void *svc)
         return 0;
     }
     int known = db_rows(res) == 1;
-    int available = known && strcmp(db_value(res, 0, 0), "available") == 0;
+    int available =
+        known && strcmp(db_value(res, 0, db_col_index(res, "status")), "available") == 0;
     db_result_free(res);
     if (!known) {
         http_respond_problem(req, 404, "pet-not-found", "Not Found", "no such pet", NULL);

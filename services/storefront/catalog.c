@@ -11,8 +11,9 @@
 
 static const db_stmt_t list_pets_stmt = {
     .name = "sf_list_pets",
-    .sql = "SELECT id::text, name, species, price_cents, status FROM pets"
-           " WHERE name IS NOT NULL AND ($1::text IS NULL OR species = $1) AND ($2::text IS NULL OR status = $2)"
+    .sql = "SELECT id::text AS id, name, species, price_cents, status FROM pets"
+           " WHERE name IS NOT NULL AND ($1::text IS NULL OR species = $1) AND ($2::text IS NULL "
+           "OR status = $2)"
            "   AND ($3::uuid IS NULL OR id > $3::uuid)"
            " ORDER BY id LIMIT $4::int",
     .nparams = 4,
@@ -20,16 +21,31 @@ static const db_stmt_t list_pets_stmt = {
 
 static const db_stmt_t get_pet_stmt = {
     .name = "sf_get_pet",
-    .sql = "SELECT id::text, name, species, price_cents, status FROM pets WHERE id = $1::uuid"
+    .sql = "SELECT id::text AS id, name, species, price_cents, status FROM pets WHERE id = $1::uuid"
            " AND name IS NOT NULL",
     .nparams = 1,
 };
 
-static json_t *pet_json(db_result_t *res, int row)
+/* Where each column of a pet query is, looked up once per result. */
+typedef struct pet_cols {
+    int id, name, species, price_cents, status;
+} pet_cols_t;
+
+static pet_cols_t pet_cols(const db_result_t *res)
 {
-    return json_pack("{s:s,s:s,s:s,s:I,s:s}", "id", db_value(res, row, 0), "name",
-                     db_value(res, row, 1), "species", db_value(res, row, 2), "price_cents",
-                     (json_int_t)atoll(db_value(res, row, 3)), "status", db_value(res, row, 4));
+    return (pet_cols_t){.id = db_col_index(res, "id"),
+                        .name = db_col_index(res, "name"),
+                        .species = db_col_index(res, "species"),
+                        .price_cents = db_col_index(res, "price_cents"),
+                        .status = db_col_index(res, "status")};
+}
+
+static json_t *pet_json(const db_result_t *res, const pet_cols_t *c, int row)
+{
+    return json_pack("{s:s,s:s,s:s,s:I,s:s}", "id", db_value(res, row, c->id), "name",
+                     db_value(res, row, c->name), "species", db_value(res, row, c->species),
+                     "price_cents", (json_int_t)atoll(db_value(res, row, c->price_cents)), "status",
+                     db_value(res, row, c->status));
 }
 
 int sf_get_pets(http_request_t *req, void *svc)
@@ -70,11 +86,12 @@ int sf_get_pets(http_request_t *req, void *svc)
         sf_db_error(req, &e);
         return 0;
     }
+    pet_cols_t c = pet_cols(res);
     json_t *items = json_array();
     for (int i = 0; i < db_rows(res); i++)
-        json_array_append_new(items, pet_json(res, i));
-    json_t *next = db_rows(res) == limit ? json_string(db_value(res, db_rows(res) - 1, 0))
-                                         : json_null();
+        json_array_append_new(items, pet_json(res, &c, i));
+    json_t *next =
+        db_rows(res) == limit ? json_string(db_value(res, db_rows(res) - 1, c.id)) : json_null();
     db_result_free(res);
     http_respond_json(req, 200, json_pack("{s:o,s:o}", "items", items, "next", next));
     return 0;
@@ -99,8 +116,9 @@ int sf_get_pet(http_request_t *req, void *svc)
         sf_db_error(req, &e);
         return 0;
     }
+    pet_cols_t c = pet_cols(res);
     if (db_rows(res) == 1)
-        http_respond_json(req, 200, pet_json(res, 0));
+        http_respond_json(req, 200, pet_json(res, &c, 0));
     else
         http_respond_problem(req, 404, "not-found", "Not Found", "no such pet", NULL);
     db_result_free(res);
