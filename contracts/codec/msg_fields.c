@@ -15,20 +15,25 @@
 
 static const char *const pet_statuses[] = {"available", "reserved", "sold", NULL};
 
-static const char *const decline_reasons[] = {
-    "CARD_INVALID", "CARD_UNKNOWN", "INSUFFICIENT_FUNDS", "ORDER_CLOSED", "EXPIRED", NULL};
+static const char *const decline_reasons[] = {"CARD_INVALID", "CARD_UNKNOWN", "INSUFFICIENT_FUNDS",
+                                              "ORDER_CLOSED", "EXPIRED",      NULL};
 
+/* The order's statuses and reasons, spelled by their one table (order_status.def). */
 static const char *const order_statuses[] = {
-    "PENDING",      "RESERVING", "PAYING",         "CONFIRMING", "COMPLETED",
-    "COMPENSATING", "CANCELLED", "NEEDS_OPERATOR", NULL};
+#define ORDER_STATUS(name, terminal, cancellable) #name,
+#include "order_status.def"
+    NULL};
 
-static const char *const order_reasons[] = {"PET_UNAVAILABLE",   "INSUFFICIENT_FUNDS",
-                                            "CARD_INVALID",      "CARD_UNKNOWN",
-                                            "CANCELLED_BY_USER", "TIMEOUT",
-                                            NULL};
+static const char *const order_reasons[] = {
+#define ORDER_REASON(name) #name,
+#include "order_status.def"
+    NULL};
 
 /* Descriptor shorthands: REQ_x is a required field, OPT_x an optional one. */
-#define F(name, kind, req, min, max, values) {name, MSG_FIELD_##kind, req, min, max, values}
+#define F(name, kind, req, min, max, values)                                                       \
+    {                                                                                              \
+        name, MSG_FIELD_##kind, req, min, max, values                                              \
+    }
 #define REQ_UUID(n) F(n, UUID, 1, 0, 0, NULL)
 #define OPT_UUID(n) F(n, UUID, 0, 0, 0, NULL)
 #define REQ_STRING(n, lo, hi) F(n, STRING, 1, lo, hi, NULL)
