@@ -36,14 +36,17 @@ typedef struct row {
     saga_status_t to;
     unsigned send;
     unsigned set_pending;
-    unsigned need_pending; /* the row applies only if one of these bits is pending; it clears them */
+    /* The row applies only if one of these bits is pending; it clears them. */
+    unsigned need_pending;
     reason_rule_t reason;
     timer_rule_t timer;
     const char *why;
 } row_t;
 
 #define ROW(from, ev, to, send, setp, needp, reason, timer, why)                                   \
-    {SAGA_##from, SAGA_EV_##ev, SAGA_##to, send, setp, needp, reason, timer, why}
+    {                                                                                              \
+        SAGA_##from, SAGA_EV_##ev, SAGA_##to, send, setp, needp, reason, timer, why                \
+    }
 
 static const row_t table[] = {
     ROW(PENDING, PLACED, RESERVING, SAGA_CMD_RESERVE, 0, 0, R_KEEP, T_RESERVE,
@@ -86,19 +89,21 @@ static const row_t table[] = {
         "payment refunded or voided after the saga was parked"),
 };
 
-static const char *const status_names[SAGA_STATUS_COUNT] = {
-    "PENDING",   "RESERVING",    "PAYING",    "CONFIRMING",
-    "COMPLETED", "COMPENSATING", "CANCELLED", "NEEDS_OPERATOR",
-};
-
-static const char *const reason_names[SAGA_REASON_COUNT] = {
-    NULL,           "PET_UNAVAILABLE",   "INSUFFICIENT_FUNDS", "CARD_INVALID",
-    "CARD_UNKNOWN", "CANCELLED_BY_USER", "TIMEOUT",
-};
+/* The machine's spelling of the order's vocabulary keeps the table's values, so a status or
+ * reason converts to the table's enum by a cast. */
+#define ORDER_STATUS(name, terminal, cancellable)                                                  \
+    _Static_assert((int)SAGA_##name == (int)ORDER_##name, "SAGA_" #name " is ORDER_" #name);
+#define ORDER_REASON(name)                                                                         \
+    _Static_assert((int)SAGA_REASON_##name == (int)ORDER_REASON_##name,                            \
+                   "SAGA_REASON_" #name " is ORDER_REASON_" #name);
+#include "order_status.def"
+_Static_assert((int)SAGA_STATUS_COUNT == (int)ORDER_STATUS_COUNT, "one status list");
+_Static_assert((int)SAGA_REASON_NONE == (int)ORDER_REASON_NONE, "no reason is no reason");
+_Static_assert((int)SAGA_REASON_COUNT == (int)ORDER_REASON_COUNT, "one reason list");
 
 static const char *const event_names[SAGA_EVENT_COUNT] = {
-    "placed",   "reserved",  "rejected", "charged", "declined", "sale_confirmed",
-    "released", "refunded",  "cancel",   "timeout",
+    "placed",         "reserved", "rejected", "charged", "declined",
+    "sale_confirmed", "released", "refunded", "cancel",  "timeout",
 };
 
 void saga_limits_default(saga_limits_t *out)
@@ -111,20 +116,11 @@ void saga_limits_default(saga_limits_t *out)
     out->max_compensation_tries = 5;
 }
 
-int saga_status_terminal(saga_status_t s)
-{
-    return s == SAGA_COMPLETED || s == SAGA_CANCELLED;
-}
+int saga_status_terminal(saga_status_t s) { return order_status_is_terminal((order_status_t)s); }
 
-const char *saga_status_name(saga_status_t s)
-{
-    return (unsigned)s < SAGA_STATUS_COUNT ? status_names[s] : "UNKNOWN";
-}
+const char *saga_status_name(saga_status_t s) { return order_status_name((order_status_t)s); }
 
-const char *saga_reason_name(saga_reason_t r)
-{
-    return (unsigned)r < SAGA_REASON_COUNT ? reason_names[r] : NULL;
-}
+const char *saga_reason_name(saga_reason_t r) { return order_reason_name((order_reason_t)r); }
 
 const char *saga_event_name(saga_event_t ev)
 {
@@ -133,24 +129,20 @@ const char *saga_event_name(saga_event_t ev)
 
 int saga_status_parse(const char *name, saga_status_t *out)
 {
-    for (int i = 0; name != NULL && i < SAGA_STATUS_COUNT; i++) {
-        if (strcmp(name, status_names[i]) == 0) {
-            *out = (saga_status_t)i;
-            return 0;
-        }
-    }
-    return -1;
+    order_status_t s;
+    if (order_status_parse(name, &s) != 0)
+        return -1;
+    *out = (saga_status_t)s;
+    return 0;
 }
 
 int saga_reason_parse(const char *name, saga_reason_t *out)
 {
-    for (int i = 1; name != NULL && i < SAGA_REASON_COUNT; i++) {
-        if (strcmp(name, reason_names[i]) == 0) {
-            *out = (saga_reason_t)i;
-            return 0;
-        }
-    }
-    return -1;
+    order_reason_t r;
+    if (order_reason_parse(name, &r) != 0)
+        return -1;
+    *out = (saga_reason_t)r;
+    return 0;
 }
 
 static const row_t *find_row(const saga_state_t *cur, saga_event_t ev)
@@ -243,8 +235,8 @@ void saga_step(const saga_state_t *cur, const saga_input_t *in, const saga_limit
         next.reason = SAGA_REASON_TIMEOUT;
         break;
     }
-    next.attempts = r->timer == T_RETRY ? cur->attempts + 1 : (r->to != cur->status ? 0
-                                                                                  : cur->attempts);
+    next.attempts =
+        r->timer == T_RETRY ? cur->attempts + 1 : (r->to != cur->status ? 0 : cur->attempts);
 
     unsigned send = r->send;
     timer_rule_t timer = r->timer;

@@ -27,40 +27,36 @@
 
 #include <stdint.h>
 
+#include "order_status.h"
+
+/* The saga's statuses and reasons are the order's (contracts/codec/order_status.def): the
+ * machine has no state a client cannot see. They are generated from the table's lines under
+ * the machine's own prefix, so SAGA_PAYING has ORDER_PAYING's value and SAGA_REASON_TIMEOUT
+ * ORDER_REASON_TIMEOUT's (machine.c checks each at compile time). */
 typedef enum saga_status {
-    SAGA_PENDING = 0,
-    SAGA_RESERVING,
-    SAGA_PAYING,
-    SAGA_CONFIRMING,
-    SAGA_COMPLETED,
-    SAGA_COMPENSATING,
-    SAGA_CANCELLED,
-    SAGA_NEEDS_OPERATOR,
+#define ORDER_STATUS(name, terminal, cancellable) SAGA_##name,
+#include "order_status.def"
     SAGA_STATUS_COUNT
 } saga_status_t;
 
 typedef enum saga_reason {
     SAGA_REASON_NONE = 0,
-    SAGA_REASON_PET_UNAVAILABLE,
-    SAGA_REASON_INSUFFICIENT_FUNDS,
-    SAGA_REASON_CARD_INVALID,
-    SAGA_REASON_CARD_UNKNOWN,
-    SAGA_REASON_CANCELLED_BY_USER,
-    SAGA_REASON_TIMEOUT,
+#define ORDER_REASON(name) SAGA_REASON_##name,
+#include "order_status.def"
     SAGA_REASON_COUNT
 } saga_reason_t;
 
 typedef enum saga_event {
-    SAGA_EV_PLACED = 0,    /* order.placed: the saga starts */
-    SAGA_EV_RESERVED,      /* inventory.reserved */
-    SAGA_EV_REJECTED,      /* inventory.reservation_rejected */
-    SAGA_EV_CHARGED,       /* payment.charged */
-    SAGA_EV_DECLINED,      /* payment.declined (reason in the input) */
+    SAGA_EV_PLACED = 0,     /* order.placed: the saga starts */
+    SAGA_EV_RESERVED,       /* inventory.reserved */
+    SAGA_EV_REJECTED,       /* inventory.reservation_rejected */
+    SAGA_EV_CHARGED,        /* payment.charged */
+    SAGA_EV_DECLINED,       /* payment.declined (reason in the input) */
     SAGA_EV_SALE_CONFIRMED, /* inventory.sale_confirmed */
-    SAGA_EV_RELEASED,      /* inventory.released */
-    SAGA_EV_REFUNDED,      /* payment.refunded or payment.voided */
-    SAGA_EV_CANCEL,        /* order.cancel_requested */
-    SAGA_EV_TIMEOUT,       /* the saga's timer fired */
+    SAGA_EV_RELEASED,       /* inventory.released */
+    SAGA_EV_REFUNDED,       /* payment.refunded or payment.voided */
+    SAGA_EV_CANCEL,         /* order.cancel_requested */
+    SAGA_EV_TIMEOUT,        /* the saga's timer fired */
     SAGA_EVENT_COUNT
 } saga_event_t;
 
@@ -114,12 +110,12 @@ typedef struct saga_limits {
 
 typedef struct saga_output {
     saga_outcome_t outcome;
-    saga_state_t next;       /* the state after the step (a copy of the input when ignored) */
-    unsigned commands;       /* SAGA_CMD_* bits to send, in bit order */
+    saga_state_t next; /* the state after the step (a copy of the input when ignored) */
+    unsigned commands; /* SAGA_CMD_* bits to send, in bit order */
     saga_timer_action_t timer;
-    int timer_ms;            /* with SAGA_TIMER_SET */
-    int status_changed;      /* next.status differs from the current status */
-    const char *why;         /* static text: which rule applied, or why the input was ignored */
+    int timer_ms;       /* with SAGA_TIMER_SET */
+    int status_changed; /* next.status differs from the current status */
+    const char *why;    /* static text: which rule applied, or why the input was ignored */
 } saga_output_t;
 
 /* Applies one input. cur, in and limits are borrowed; out is filled on every call. Never fails:
@@ -130,16 +126,18 @@ void saga_step(const saga_state_t *cur, const saga_input_t *in, const saga_limit
 /* Sensible defaults (a few seconds per step). */
 void saga_limits_default(saga_limits_t *out);
 
-/* True for COMPLETED and CANCELLED. */
+/* True for COMPLETED and CANCELLED: order_status_is_terminal. */
 int saga_status_terminal(saga_status_t s);
 
-/* Names as they appear in the API and messages ("PAYING", "INSUFFICIENT_FUNDS"); static
- * strings. saga_reason_name(SAGA_REASON_NONE) is NULL. */
+/* Names as they appear in the API and messages ("PAYING", "INSUFFICIENT_FUNDS"), from the order's
+ * table (order_status_name, order_reason_name); static strings. saga_status_name gives
+ * "UNKNOWN" out of range; saga_reason_name(SAGA_REASON_NONE) is NULL. The event names are the
+ * machine's own ("sale_confirmed"), written to the step log. */
 const char *saga_status_name(saga_status_t s);
 const char *saga_reason_name(saga_reason_t r);
 const char *saga_event_name(saga_event_t ev);
 
-/* Parses names back; return 0 and set *out, or -1 for an unknown name. */
+/* Parses names back; return 0 and set *out, or -1 for an unknown name or NULL. */
 int saga_status_parse(const char *name, saga_status_t *out);
 int saga_reason_parse(const char *name, saga_reason_t *out);
 

@@ -242,6 +242,31 @@ static void test_status_change_passes_its_contract_with_and_without_a_reason(voi
     saga_row_clear(&row);
 }
 
+/* The storefront accepts POST /orders/{id}/cancel while the order's status is cancellable
+ * (order_status.def), so the machine must act on the cancellation in exactly those statuses.
+ * PENDING is the one exception: it is the storefront's word for an order whose saga has not
+ * started, and the saga never rests in it (order.placed creates the saga and applies PLACED in
+ * one transaction), so a cancellation never finds the machine there. */
+static void test_the_saga_acts_on_a_cancellation_exactly_where_the_order_is_cancellable(void **st)
+{
+    (void)st;
+    saga_limits_t limits;
+    saga_limits_default(&limits);
+    for (int s = 0; s < SAGA_STATUS_COUNT; s++) {
+        if (s == SAGA_PENDING)
+            continue;
+        saga_state_t cur = {(saga_status_t)s, SAGA_REASON_NONE, 0, 0};
+        saga_input_t in = {SAGA_EV_CANCEL, SAGA_REASON_NONE};
+        saga_output_t out;
+        saga_step(&cur, &in, &limits, &out);
+        int cancellable = order_status_is_cancellable((order_status_t)s);
+        if ((out.outcome == SAGA_APPLIED) != cancellable)
+            fail_msg("%s: the order is%s cancellable but the machine %s the cancellation",
+                     saga_status_name((saga_status_t)s), cancellable ? "" : " not",
+                     out.outcome == SAGA_APPLIED ? "applies" : "ignores");
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -257,6 +282,8 @@ int main(void)
         cmocka_unit_test(test_charge_carries_the_total_the_sealed_card_and_the_deadline),
         cmocka_unit_test(test_charge_without_a_card_or_an_amount_is_a_bug),
         cmocka_unit_test(test_status_change_passes_its_contract_with_and_without_a_reason),
+        cmocka_unit_test(
+            test_the_saga_acts_on_a_cancellation_exactly_where_the_order_is_cancellable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
