@@ -15,27 +15,29 @@
 
 #define TIME_FORMAT "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'"
 
-/* The columns every reading statement returns, in the order row_from_result expects. */
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+/* The columns every reading statement returns. row_from_result finds them by name (saga_cols_t),
+ * so their order is free and a statement may return more. */
 #define SAGA_COLUMNS                                                                               \
     "s.order_id, s.user_id, s.status, s.reason, s.pending, s.attempts, s.version,"                 \
-    " to_json(s.pet_ids)::text, s.total_cents, s.card_sealed, s.card_last4"
-#define SAGA_NCOLUMNS 11
+    " to_json(s.pet_ids)::text AS pet_ids, s.total_cents, s.card_sealed, s.card_last4"
 
 static const db_stmt_t create_stmt = {
     .name = "saga_create",
     .sql = "WITH s AS ("
            "  INSERT INTO sagas (order_id, user_id, status, version, pet_ids, total_cents,"
            "                     card_sealed, card_last4)"
-           "  SELECT $1::uuid, $2::uuid, 'PENDING', 1, array_agg(p.id::uuid ORDER BY p.n),"
+           "  SELECT $1::uuid, $2::uuid, $8::text, 1, array_agg(p.id::uuid ORDER BY p.n),"
            "         $4::bigint, $5::text, $6::text"
            "  FROM json_array_elements_text($3::json) WITH ORDINALITY AS p(id, n)"
            "  ON CONFLICT (order_id) DO NOTHING"
            "  RETURNING order_id) "
            "INSERT INTO saga_steps (order_id, version, event, from_status, to_status, message_id,"
            "                        why) "
-           "SELECT order_id, 1, 'created', NULL, 'PENDING', $7::uuid, 'order placed: saga created'"
+           "SELECT order_id, 1, 'created', NULL, $8::text, $7::uuid, 'order placed: saga created'"
            " FROM s",
-    .nparams = 7,
+    .nparams = 8,
 };
 
 static const db_stmt_t load_stmt = {
@@ -49,8 +51,7 @@ static const db_stmt_t save_stmt = {
     .sql = "WITH u AS ("
            "  UPDATE sagas SET status = $3::text, reason = $4::text, pending = $5::int,"
            "         attempts = $6::int, version = version + 1, updated_at = now(),"
-           "         card_sealed = CASE WHEN $3::text IN ('COMPLETED', 'CANCELLED') THEN NULL"
-           "                            ELSE card_sealed END"
+           "         card_sealed = CASE WHEN $14::boolean THEN NULL ELSE card_sealed END"
            "  WHERE order_id = $1::uuid AND version = $2::int"
            "  RETURNING order_id, version), "
            "step AS ("
@@ -67,11 +68,11 @@ static const db_stmt_t save_stmt = {
            "  DELETE FROM saga_timers t USING u"
            "  WHERE t.order_id = u.order_id AND $11::text = 'clear') "
            "SELECT version,"
-           "  to_char(now() AT TIME ZONE 'UTC', " TIME_FORMAT "),"
-           "  to_char((now() + make_interval(secs => $13::int / 1000.0)) AT TIME ZONE 'UTC', "
-           TIME_FORMAT ") "
+           "  to_char(now() AT TIME ZONE 'UTC', " TIME_FORMAT ") AS now,"
+           "  to_char((now() + make_interval(secs => $13::int / 1000.0)) AT TIME ZONE 'UTC',"
+           "          " TIME_FORMAT ") AS expires_at "
            "FROM u",
-    .nparams = 13,
+    .nparams = 14,
 };
 
 /* Due timers, oldest first. Locking the saga row too keeps the worker off sagas a consumer is
@@ -100,9 +101,12 @@ static const db_stmt_t postpone_timer_stmt = {
     .nparams = 2,
 };
 
+/* The status is part of the text, not a parameter, because it is the predicate of the partial
+ * index sagas_needs_operator (saga/migrations/001_sagas.sql): a generic plan for "status = $1"
+ * could not use that index. It is the table's NEEDS_OPERATOR (order_status.def). */
 static const db_stmt_t count_parked_stmt = {
     .name = "saga_count_parked",
-    .sql = "SELECT count(*) FROM sagas WHERE status = 'NEEDS_OPERATOR'",
+    .sql = "SELECT count(*) AS parked FROM sagas WHERE status = 'NEEDS_OPERATOR'",
     .nparams = 0,
 };
 
@@ -115,34 +119,64 @@ static int copy_fixed(char *dst, size_t n, const char *src)
     return 0;
 }
 
-/* Fills out from row r of a result with SAGA_COLUMNS. */
-static int row_from_result(db_result_t *res, int r, saga_row_t *out, err_t *e)
+/* Where each of SAGA_COLUMNS is in one result. */
+typedef struct saga_cols {
+    int order_id, user_id, status, reason, pending, attempts, version, pet_ids, total_cents,
+        card_sealed, card_last4;
+} saga_cols_t;
+
+/* Finds every column of SAGA_COLUMNS in res by name, once per result. ERR_INTERNAL naming the
+ * first one missing: a statement and this list disagree, which no retry would cure. */
+static int find_cols(const db_result_t *res, saga_cols_t *c, err_t *e)
+{
+    const struct {
+        const char *name;
+        int *at;
+    } want[] = {
+        {"order_id", &c->order_id},       {"user_id", &c->user_id},
+        {"status", &c->status},           {"reason", &c->reason},
+        {"pending", &c->pending},         {"attempts", &c->attempts},
+        {"version", &c->version},         {"pet_ids", &c->pet_ids},
+        {"total_cents", &c->total_cents}, {"card_sealed", &c->card_sealed},
+        {"card_last4", &c->card_last4},
+    };
+    for (size_t i = 0; i < COUNT(want); i++) {
+        *want[i].at = db_col_index(res, want[i].name);
+        if (*want[i].at < 0)
+            return err_set(e, ERR_INTERNAL, "saga query result has no column %s", want[i].name);
+    }
+    return 0;
+}
+
+/* Fills out from row r of a result with the columns c (find_cols). */
+static int row_from_result(const db_result_t *res, int r, const saga_cols_t *c, saga_row_t *out,
+                           err_t *e)
 {
     json_error_t je;
     memset(out, 0, sizeof(*out));
-    const char *order_id = db_value(res, r, 0);
+    const char *order_id = db_value(res, r, c->order_id);
+    const char *status = db_value(res, r, c->status);
+    const char *reason = db_value(res, r, c->reason);
     if (copy_fixed(out->order_id, sizeof(out->order_id), order_id) != 0 ||
-        copy_fixed(out->user_id, sizeof(out->user_id), db_value(res, r, 1)) != 0 ||
-        copy_fixed(out->card_last4, sizeof(out->card_last4), db_value(res, r, 10)) != 0)
+        copy_fixed(out->user_id, sizeof(out->user_id), db_value(res, r, c->user_id)) != 0 ||
+        copy_fixed(out->card_last4, sizeof(out->card_last4), db_value(res, r, c->card_last4)) != 0)
         return err_set(e, ERR_INTERNAL, "saga %s: malformed ids in the database", order_id);
-    if (saga_status_parse(db_value(res, r, 2), &out->state.status) != 0)
-        return err_set(e, ERR_INTERNAL, "saga %s: unknown status %s", order_id,
-                       db_value(res, r, 2));
+    if (saga_status_parse(status, &out->state.status) != 0)
+        return err_set(e, ERR_INTERNAL, "saga %s: unknown status %s", order_id, status);
     out->state.reason = SAGA_REASON_NONE;
-    if (!db_is_null(res, r, 3) && saga_reason_parse(db_value(res, r, 3), &out->state.reason) != 0)
-        return err_set(e, ERR_INTERNAL, "saga %s: unknown reason %s", order_id,
-                       db_value(res, r, 3));
-    out->state.pending = (unsigned)strtoul(db_value(res, r, 4), NULL, 10);
-    out->state.attempts = atoi(db_value(res, r, 5));
-    out->version = atoi(db_value(res, r, 6));
-    out->total_cents = strtoll(db_value(res, r, 8), NULL, 10);
-    out->pet_ids = json_loads(db_value(res, r, 7), 0, &je);
+    if (!db_is_null(res, r, c->reason) && saga_reason_parse(reason, &out->state.reason) != 0)
+        return err_set(e, ERR_INTERNAL, "saga %s: unknown reason %s", order_id, reason);
+    out->state.pending = (unsigned)strtoul(db_value(res, r, c->pending), NULL, 10);
+    out->state.attempts = atoi(db_value(res, r, c->attempts));
+    out->version = atoi(db_value(res, r, c->version));
+    out->total_cents = strtoll(db_value(res, r, c->total_cents), NULL, 10);
+    out->pet_ids = json_loads(db_value(res, r, c->pet_ids), 0, &je);
     if (out->pet_ids == NULL || !json_is_array(out->pet_ids)) {
         saga_row_clear(out);
         return err_set(e, ERR_INTERNAL, "saga %s: unreadable pet_ids", order_id);
     }
-    if (!db_is_null(res, r, 9)) {
-        out->card_sealed = strdup(db_value(res, r, 9));
+    if (!db_is_null(res, r, c->card_sealed)) {
+        out->card_sealed = strdup(db_value(res, r, c->card_sealed));
         if (out->card_sealed == NULL) {
             saga_row_clear(out);
             return err_set(e, ERR_NOMEM, "out of memory loading saga %s", order_id);
@@ -151,8 +185,8 @@ static int row_from_result(db_result_t *res, int r, saga_row_t *out, err_t *e)
     return 0;
 }
 
-int saga_store_create(db_conn_t *db, const saga_row_t *row, const char *message_id,
-                      int *created, err_t *e)
+int saga_store_create(db_conn_t *db, const saga_row_t *row, const char *message_id, int *created,
+                      err_t *e)
 {
     db_result_t *res = NULL;
     char total[24];
@@ -160,8 +194,9 @@ int saga_store_create(db_conn_t *db, const saga_row_t *row, const char *message_
     if (pets == NULL)
         return err_set(e, ERR_NOMEM, "out of memory saving saga %s", row->order_id);
     snprintf(total, sizeof(total), "%lld", row->total_cents);
-    const char *params[] = {row->order_id, row->user_id, pets,      total,
-                            row->card_sealed, row->card_last4, message_id};
+    const char *params[] = {
+        row->order_id,    row->user_id,    pets,       total,
+        row->card_sealed, row->card_last4, message_id, saga_status_name(SAGA_PENDING)};
     int rc = db_exec(db, &create_stmt, params, &res, e);
     if (rc == 0)
         *created = db_cmd_tuples(res) == 1;
@@ -177,10 +212,13 @@ int saga_store_load(db_conn_t *db, const char *order_id, saga_row_t *out, err_t 
         return err_set(e, ERR_INVALID, "order id is not a uuid");
     const char *params[] = {order_id};
     int rc = db_exec(db, &load_stmt, params, &res, e);
+    saga_cols_t cols;
     if (rc == 0 && db_rows(res) == 0)
         rc = err_set(e, ERR_NOTFOUND, "no saga for order %s", order_id);
     if (rc == 0)
-        rc = row_from_result(res, 0, out, e);
+        rc = find_cols(res, &cols, e);
+    if (rc == 0)
+        rc = row_from_result(res, 0, &cols, out, e);
     db_result_free(res);
     return rc;
 }
@@ -221,6 +259,7 @@ int saga_store_save(db_conn_t *db, const saga_save_t *s, saga_saved_t *out, err_
         timer_word(s->timer),
         timer_ms,
         expires_ms,
+        saga_status_terminal(s->next->status) ? "true" : "false", /* drop the sealed card */
     };
     int rc = db_exec(db, &save_stmt, params, &res, e);
     if (rc != 0)
@@ -230,9 +269,16 @@ int saga_store_save(db_conn_t *db, const saga_save_t *s, saga_saved_t *out, err_
                      s->before->version);
         goto out;
     }
-    out->version = atoi(db_value(res, 0, 0));
-    if (copy_fixed(out->now, sizeof(out->now), db_value(res, 0, 1)) != 0 ||
-        copy_fixed(out->expires_at, sizeof(out->expires_at), db_value(res, 0, 2)) != 0)
+    int c_version = db_col_index(res, "version");
+    int c_now = db_col_index(res, "now");
+    int c_expires = db_col_index(res, "expires_at");
+    if (c_version < 0 || c_now < 0 || c_expires < 0) {
+        rc = err_set(e, ERR_INTERNAL, "saga_save answered without version, now or expires_at");
+        goto out;
+    }
+    out->version = atoi(db_value(res, 0, c_version));
+    if (copy_fixed(out->now, sizeof(out->now), db_value(res, 0, c_now)) != 0 ||
+        copy_fixed(out->expires_at, sizeof(out->expires_at), db_value(res, 0, c_expires)) != 0)
         rc = err_set(e, ERR_INTERNAL, "unexpected time format from the database");
 out:
     db_result_free(res);
@@ -251,7 +297,11 @@ int saga_store_claim_due(db_conn_t *db, int limit, saga_row_t **rows, size_t *n,
     if (rc != 0)
         goto out;
     size_t total = (size_t)db_rows(res);
+    saga_cols_t cols;
     if (total > 0) {
+        rc = find_cols(res, &cols, e);
+        if (rc != 0)
+            goto out;
         out = calloc(total, sizeof(*out));
         if (out == NULL) {
             rc = err_set(e, ERR_NOMEM, "out of memory claiming %zu timers", total);
@@ -259,7 +309,7 @@ int saga_store_claim_due(db_conn_t *db, int limit, saga_row_t **rows, size_t *n,
         }
     }
     for (; count < total; count++) {
-        rc = row_from_result(res, (int)count, &out[count], e);
+        rc = row_from_result(res, (int)count, &cols, &out[count], e);
         if (rc != 0)
             goto out;
     }
@@ -294,8 +344,11 @@ int saga_store_count_parked(db_conn_t *db, long *out, err_t *e)
 {
     db_result_t *res = NULL;
     int rc = db_exec(db, &count_parked_stmt, NULL, &res, e);
+    int col = rc == 0 ? db_col_index(res, "parked") : -1;
+    if (rc == 0 && col < 0)
+        rc = err_set(e, ERR_INTERNAL, "saga_count_parked answered without its count");
     if (rc == 0)
-        *out = strtol(db_value(res, 0, 0), NULL, 10);
+        *out = strtol(db_value(res, 0, col), NULL, 10);
     db_result_free(res);
     return rc;
 }
