@@ -11,10 +11,16 @@
 #include "storefront_migrations.h"
 
 static const cfg_var_t storefront_vars[] = {
-    {.name = "PAYMENT_PUBLIC_KEY", .kind = CFG_STRING, .required = 1,
+    {.name = "PAYMENT_PUBLIC_KEY",
+     .kind = CFG_STRING,
+     .required = 1,
      .help = "base64 crypto_box public key of the payment service (seals card numbers)"},
-    {.name = "SESSION_TTL_S", .kind = CFG_INT, .default_value = "86400", .min = 60,
-     .max = 2592000, .help = "lifetime of a session token in seconds"},
+    {.name = "SESSION_TTL_S",
+     .kind = CFG_INT,
+     .default_value = "86400",
+     .min = 60,
+     .max = 2592000,
+     .help = "lifetime of a session token in seconds"},
 };
 
 extern const char storefront_index_html[];
@@ -55,13 +61,6 @@ static const svc_route_t event_routes[] = {
     {MSG_INVENTORY_PET_STATUS_CHANGED_V1, sf_on_pet_status},
 };
 
-static const svc_consumer_def_t consumers[] = {
-    {.queue = "storefront.events",
-     .inbox_name = "storefront",
-     .routes = event_routes,
-     .n_routes = sizeof(event_routes) / sizeof(event_routes[0])},
-};
-
 static int init(svc_t *svc, void **out, err_t *e)
 {
     const cfg_t *cfg = svc_cfg(svc);
@@ -98,13 +97,18 @@ static int init(svc_t *svc, void **out, err_t *e)
     return 0;
 }
 
-static void fini(void *app)
-{
-    free(app);
-}
+static void fini(void *app) { free(app); }
 
 int main(int argc, char **argv)
 {
+    /* Borrowed by svc_main, which returns only when the process ends. */
+    const svc_consumer_def_t consumers[] = {
+        {.queue = "storefront.events",
+         .inbox_name = "storefront",
+         .routes = event_routes,
+         .n_routes = sizeof(event_routes) / sizeof(event_routes[0])},
+        sf_updates_consumer(),
+    };
     svc_def_t def = {
         .name = "storefront",
         .cfg_vars = storefront_vars,
@@ -112,11 +116,10 @@ int main(int argc, char **argv)
         .migrations = storefront_migrations,
         .n_migrations = storefront_migrations_count,
         .consumers = consumers,
-        .n_consumers = 1,
+        .n_consumers = sizeof(consumers) / sizeof(consumers[0]),
         .http_routes = routes,
         .n_http_routes = sizeof(routes) / sizeof(routes[0]),
         .init = init,
-        .workers = {sf_updates_run},
         .fini = fini,
     };
     return svc_main(argc, argv, &def);

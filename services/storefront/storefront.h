@@ -91,10 +91,10 @@ void sf_streams_ping(void);
 /* Ends every stream (at shutdown); streams opened afterwards end after their first event. */
 void sf_streams_close_all(void);
 
-/* ---- updates.c: the order-updates subscriber ---- */
-/* The worker thread (svc_def_t.workers): subscribes to petstore.order-updates with a private
- * queue, applies each change to the read model, wakes the waiters and notifies the streams. */
-void *sf_updates_run(void *svc);
+/* ---- updates.c: the order-updates consumer ---- */
+/* The consumer definition of petstore.order-updates (a private queue per instance): applies
+ * each change to the read model, then wakes the waiters and notifies the streams. */
+svc_consumer_def_t sf_updates_consumer(void);
 
 /* ---- events.c: the consumer of storefront.events ---- */
 int sf_on_order_status(db_conn_t *db, const svc_msg_t *m, void *app, err_t *e);
