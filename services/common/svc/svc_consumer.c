@@ -128,6 +128,23 @@ static const svc_route_t *find_route(const svc_consumer_def_t *def, msg_type_t t
     return fallback;
 }
 
+/* What a handler sees of an item; everything borrowed from the item. */
+static svc_msg_t msg_of(const consumer_t *c, const item_t *it)
+{
+    svc_msg_t m = {
+        .type = it->type,
+        .payload = it->payload,
+        .env = &it->env,
+        .trace = &it->trace,
+        .log = &it->log,
+        .queue = c->queue,
+        .exchange = it->d->exchange,
+        .routing_key = it->d->routing_key,
+        .redelivered = it->d->redelivered,
+    };
+    return m;
+}
+
 /* One attempt at the batch. Returns 0 when committed, ERR_INVALID when a handler declared a
  * message poison (it is marked; the caller runs the batch again), or a transient error. */
 static int run_batch(consumer_t *c, item_t *items, size_t n, size_t *ok, size_t *dup,
@@ -169,17 +186,7 @@ static int run_batch(consumer_t *c, item_t *items, size_t n, size_t *ok, size_t 
                       json_pack("{s:s,s:s}", "type", it->d->type, "queue", c->label));
             continue;
         }
-        svc_msg_t m = {
-            .type = it->type,
-            .payload = it->payload,
-            .env = &it->env,
-            .trace = &it->trace,
-            .log = &it->log,
-            .queue = c->queue,
-            .exchange = it->d->exchange,
-            .routing_key = it->d->routing_key,
-            .redelivered = it->d->redelivered,
-        };
+        svc_msg_t m = msg_of(c, it);
         err_t he;
         err_clear(&he);
         rc = route->fn(c->db, &m, svc_app(c->svc), &he);
@@ -382,17 +389,7 @@ static void run_after_commit(consumer_t *c, item_t *items, size_t n)
         item_t *it = &items[i];
         if (!it->handled)
             continue;
-        svc_msg_t m = {
-            .type = it->type,
-            .payload = it->payload,
-            .env = &it->env,
-            .trace = &it->trace,
-            .log = &it->log,
-            .queue = c->queue,
-            .exchange = it->d->exchange,
-            .routing_key = it->d->routing_key,
-            .redelivered = it->d->redelivered,
-        };
+        svc_msg_t m = msg_of(c, it);
         c->def->after_commit(c->db, &m, svc_app(c->svc));
     }
 }
