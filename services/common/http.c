@@ -213,20 +213,11 @@ const char *http_metrics_method(const char *method)
 
 /* ---- accessors ---- */
 
-const char *http_method(const http_request_t *req)
-{
-    return req->method;
-}
+const char *http_method(const http_request_t *req) { return req->method; }
 
-const char *http_path(const http_request_t *req)
-{
-    return req->path;
-}
+const char *http_path(const http_request_t *req) { return req->path; }
 
-const char *http_route_pattern(const http_request_t *req)
-{
-    return req->pattern;
-}
+const char *http_route_pattern(const http_request_t *req) { return req->pattern; }
 
 const char *http_param(const http_request_t *req, const char *name)
 {
@@ -261,10 +252,7 @@ const char *http_body(const http_request_t *req, size_t *len)
     return req->body.data != NULL ? req->body.data : "";
 }
 
-void *http_app(const http_request_t *req)
-{
-    return req->server->app;
-}
+void *http_app(const http_request_t *req) { return req->server->app; }
 
 const trace_ctx_t *http_trace(http_request_t *req)
 {
@@ -341,9 +329,8 @@ static void deferred_remove(http_request_t *req)
 static void respond(http_request_t *req, int status, const char *content_type, char *data,
                     size_t len)
 {
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(len, data ? data : (char *)"",
-                                        data ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+    struct MHD_Response *r = MHD_create_response_from_buffer(
+        len, data ? data : (char *)"", data ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
     if (r == NULL) {
         free(data);
         return; /* the access handler answers 500 for a request left without a response */
@@ -380,8 +367,8 @@ void http_respond_json(http_request_t *req, int status, json_t *body)
     respond(req, status, "application/json", text, text ? strlen(text) : 0);
 }
 
-void http_respond_problem(http_request_t *req, int status, const char *type_slug,
-                          const char *title, const char *detail, json_t *extra)
+void http_respond_problem(http_request_t *req, int status, const char *type_slug, const char *title,
+                          const char *detail, json_t *extra)
 {
     json_t *p = http_problem_json(status, type_slug, title, detail, req->path, extra);
     char *text = p != NULL ? json_dumps(p, JSON_COMPACT) : NULL;
@@ -389,8 +376,8 @@ void http_respond_problem(http_request_t *req, int status, const char *type_slug
     respond(req, status, "application/problem+json", text, text ? strlen(text) : 0);
 }
 
-void http_respond_text(http_request_t *req, int status, const char *content_type,
-                       const char *body, size_t len)
+void http_respond_text(http_request_t *req, int status, const char *content_type, const char *body,
+                       size_t len)
 {
     char *copy = malloc(len + 1);
     if (copy == NULL)
@@ -400,10 +387,7 @@ void http_respond_text(http_request_t *req, int status, const char *content_type
     respond(req, status, content_type, copy, len);
 }
 
-void http_respond_empty(http_request_t *req, int status)
-{
-    respond(req, status, NULL, NULL, 0);
-}
+void http_respond_empty(http_request_t *req, int status) { respond(req, status, NULL, NULL, 0); }
 
 void http_defer(http_request_t *req)
 {
@@ -450,10 +434,10 @@ struct http_stream {
     http_server_t *server;
     struct MHD_Connection *conn;
     buf_t pending;
-    size_t sent;    /* bytes of pending already handed to MHD */
-    int suspended;  /* the reader suspended the connection for lack of data */
-    int ended;      /* the producer (or the server) has no more to send */
-    int closed;     /* MHD is done with the connection: sends fail */
+    size_t sent;         /* bytes of pending already handed to MHD */
+    int suspended;       /* the reader suspended the connection for lack of data */
+    int ended;           /* the producer (or the server) has no more to send */
+    int closed;          /* MHD is done with the connection: sends fail */
     http_stream_t *next; /* in server->streams */
 };
 
@@ -537,16 +521,14 @@ http_stream_t *http_stream_start(http_request_t *req, const char *content_type)
         st->refs = 2;
         st->server = req->server;
         st->conn = req->conn;
-        r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, st,
-                                              stream_free);
+        r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, st, stream_free);
     }
     if (r == NULL) {
         if (st != NULL) {
             pthread_mutex_destroy(&st->lock);
             free(st);
         }
-        http_respond_problem(req, 503, "unavailable", "Service Unavailable", "out of memory",
-                             NULL);
+        http_respond_problem(req, 503, "unavailable", "Service Unavailable", "out of memory", NULL);
         return NULL;
     }
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
@@ -659,8 +641,8 @@ static const http_route_t *table_find(http_request_t *req, const http_route_t *t
     int head = strcmp(req->method, "HEAD") == 0;
     for (size_t i = 0; i < n; i++) {
         const http_route_t *r = &table[i];
-        int got = http_match(r->pattern, req->path, req->param_names, req->param_values,
-                             MAX_PARAMS);
+        int got =
+            http_match(r->pattern, req->path, req->param_names, req->param_values, MAX_PARAMS);
         if (got < 0)
             continue;
         if (strcmp(r->method, req->method) == 0 || (head && strcmp(r->method, "GET") == 0)) {
@@ -683,9 +665,9 @@ static void dispatch(http_request_t *req)
     }
     /* Built-in routes first: an application route cannot shadow /livez. */
     char allow[128] = "";
-    const http_route_t *r = table_find(req, builtin_routes,
-                                       sizeof(builtin_routes) / sizeof(builtin_routes[0]), allow,
-                                       sizeof(allow));
+    const http_route_t *r =
+        table_find(req, builtin_routes, sizeof(builtin_routes) / sizeof(builtin_routes[0]), allow,
+                   sizeof(allow));
     if (r == NULL)
         r = table_find(req, s->routes, s->n_routes, allow, sizeof(allow));
     if (r != NULL) {
@@ -711,8 +693,8 @@ static enum MHD_Result queue_pending(http_request_t *req)
     return rc;
 }
 
-static http_request_t *request_new(http_server_t *s, struct MHD_Connection *conn,
-                                   const char *url, const char *method)
+static http_request_t *request_new(http_server_t *s, struct MHD_Connection *conn, const char *url,
+                                   const char *method)
 {
     http_request_t *req = calloc(1, sizeof(*req));
     if (req == NULL)
@@ -724,8 +706,8 @@ static http_request_t *request_new(http_server_t *s, struct MHD_Connection *conn
     req->refs = 1; /* MHD's, dropped in on_completed */
     pthread_mutex_init(&req->lock, NULL);
     clock_gettime(CLOCK_MONOTONIC, &req->started);
-    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const char *cl =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl != NULL) {
         errno = 0;
         unsigned long long declared = strtoull(cl, NULL, 10);
@@ -738,9 +720,8 @@ static http_request_t *request_new(http_server_t *s, struct MHD_Connection *conn
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     (void)version;
     http_server_t *s = cls;
@@ -826,11 +807,10 @@ static void request_account(http_request_t *req)
     metrics_counter_add(
         metrics_counter("petstore_http_requests_total", "HTTP requests answered", labels), 1);
     snprintf(labels, sizeof(labels), "route=\"%s\"", escaped);
-    metrics_histogram_observe(metrics_histogram("petstore_http_request_duration_seconds",
-                                                "HTTP request duration", labels, duration_bounds,
-                                                sizeof(duration_bounds) /
-                                                    sizeof(duration_bounds[0])),
-                              secs);
+    metrics_histogram_observe(
+        metrics_histogram("petstore_http_request_duration_seconds", "HTTP request duration", labels,
+                          duration_bounds, sizeof(duration_bounds) / sizeof(duration_bounds[0])),
+        secs);
     if (log_enabled(LOG_DEBUG)) {
         log_ctx_t ctx = {req->have_trace ? req->trace.trace_id : NULL,
                          req->have_trace ? req->trace.span_id : NULL, NULL};
@@ -903,13 +883,13 @@ int http_server_start(const http_config_t *cfg, const http_route_t *routes, size
      * that resuming and quiescing need. No SO_REUSEPORT: a second process on our port must
      * fail to start, not silently share it. */
     unsigned threads = cfg->threads ? cfg->threads : DEFAULT_THREADS;
-    s->d = MHD_start_daemon(
-        MHD_USE_AUTO_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, cfg->port,
-        NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, (MHD_LogCallback)mhd_log, NULL,
-        MHD_OPTION_SOCK_ADDR, &addr, MHD_OPTION_THREAD_POOL_SIZE, threads,
-        MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)(cfg->timeout_s ? cfg->timeout_s : DEFAULT_TIMEOUT_S),
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
+    s->d = MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
+                                MHD_USE_ERROR_LOG,
+                            cfg->port, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER,
+                            (MHD_LogCallback)mhd_log, NULL, MHD_OPTION_SOCK_ADDR, &addr,
+                            MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_TIMEOUT,
+                            (unsigned)(cfg->timeout_s ? cfg->timeout_s : DEFAULT_TIMEOUT_S),
+                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
     if (s->d == NULL) {
         pthread_cond_destroy(&s->idle);
         pthread_mutex_destroy(&s->lock);
@@ -960,8 +940,7 @@ void http_server_stop(http_server_t *s)
         pthread_mutex_unlock(&s->lock);
         if (req == NULL)
             break;
-        http_respond_problem(req, 503, "unavailable", "Service Unavailable", "shutting down",
-                             NULL);
+        http_respond_problem(req, 503, "unavailable", "Service Unavailable", "shutting down", NULL);
         request_release(req);
     }
 
