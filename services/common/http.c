@@ -144,6 +144,19 @@ const char *http_parse_bearer(const char *authorization)
     return *t == '\0' ? h : NULL;
 }
 
+static const http_problem_t problems[] = {
+#define X(name, status, slug, title) [name] = {status, slug, title},
+#include "http_problems.def"
+#undef X
+};
+
+const http_problem_t *http_problem(http_problem_kind_t kind)
+{
+    if ((unsigned)kind >= HTTP_PROBLEM_KIND_COUNT)
+        kind = HTTP_PROBLEM_INTERNAL;
+    return &problems[kind];
+}
+
 json_t *http_problem_json(int status, const char *type_slug, const char *title, const char *detail,
                           const char *instance, json_t *extra)
 {
@@ -376,6 +389,13 @@ void http_respond_problem(http_request_t *req, int status, const char *type_slug
     respond(req, status, "application/problem+json", text, text ? strlen(text) : 0);
 }
 
+void http_respond_kind(http_request_t *req, http_problem_kind_t kind, const char *detail,
+                       json_t *extra)
+{
+    const http_problem_t *p = http_problem(kind);
+    http_respond_problem(req, p->status, p->slug, p->title, detail, extra);
+}
+
 void http_respond_text(http_request_t *req, int status, const char *content_type, const char *body,
                        size_t len)
 {
@@ -399,8 +419,8 @@ void http_defer(http_request_t *req)
 int http_read_json_object(http_request_t *req, json_t **out)
 {
     if (!http_content_type_is_json(http_header(req, MHD_HTTP_HEADER_CONTENT_TYPE))) {
-        http_respond_problem(req, 415, "unsupported-media-type", "Unsupported Media Type",
-                             "the request body must be application/json", NULL);
+        http_respond_kind(req, HTTP_PROBLEM_UNSUPPORTED_MEDIA_TYPE,
+                          "the request body must be application/json", NULL);
         return ERR_INVALID;
     }
     json_error_t je;
@@ -411,13 +431,13 @@ int http_read_json_object(http_request_t *req, json_t **out)
         char detail[256];
         snprintf(detail, sizeof(detail), "malformed JSON at line %d column %d: %s", je.line,
                  je.column, je.text);
-        http_respond_problem(req, 400, "malformed-json", "Malformed JSON", detail, NULL);
+        http_respond_kind(req, HTTP_PROBLEM_MALFORMED_JSON, detail, NULL);
         return ERR_INVALID;
     }
     if (!json_is_object(v)) {
         json_decref(v);
-        http_respond_problem(req, 422, "validation-failed", "Unprocessable Content",
-                             "the request body must be a JSON object", NULL);
+        http_respond_kind(req, HTTP_PROBLEM_VALIDATION_FAILED,
+                          "the request body must be a JSON object", NULL);
         return ERR_INVALID;
     }
     *out = v;
@@ -528,7 +548,7 @@ http_stream_t *http_stream_start(http_request_t *req, const char *content_type)
             pthread_mutex_destroy(&st->lock);
             free(st);
         }
-        http_respond_problem(req, 503, "unavailable", "Service Unavailable", "out of memory", NULL);
+        http_respond_kind(req, HTTP_PROBLEM_UNAVAILABLE, "out of memory", NULL);
         return NULL;
     }
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
@@ -592,7 +612,7 @@ static int metrics_page(http_request_t *req, void *app)
     buf_t b = BUF_INIT;
     if (metrics_render(&b) != 0) {
         buf_free(&b);
-        http_respond_problem(req, 500, "internal", "Internal Server Error", NULL, NULL);
+        http_respond_kind(req, HTTP_PROBLEM_INTERNAL, NULL, NULL);
         return 0;
     }
     respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
@@ -660,7 +680,7 @@ static void dispatch(http_request_t *req)
     if (req->too_large) {
         char detail[96];
         snprintf(detail, sizeof(detail), "the request body exceeds %zu bytes", s->max_body);
-        http_respond_problem(req, 413, "payload-too-large", "Content Too Large", detail, NULL);
+        http_respond_kind(req, HTTP_PROBLEM_PAYLOAD_TOO_LARGE, detail, NULL);
         return;
     }
     /* Built-in routes first: an application route cannot shadow /livez. */
@@ -677,10 +697,10 @@ static void dispatch(http_request_t *req)
     }
     if (allow[0] != '\0') {
         (void)http_add_header(req, "Allow", allow);
-        http_respond_problem(req, 405, "method-not-allowed", "Method Not Allowed", NULL, NULL);
+        http_respond_kind(req, HTTP_PROBLEM_METHOD_NOT_ALLOWED, NULL, NULL);
         return;
     }
-    http_respond_problem(req, 404, "not-found", "Not Found", "no such resource", NULL);
+    http_respond_kind(req, HTTP_PROBLEM_NOT_FOUND, "no such resource", NULL);
 }
 
 /* Queues the pending response; called with req->lock held. */
@@ -765,8 +785,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         pthread_mutex_unlock(&s->lock);
         if (stopping) {
             pthread_mutex_unlock(&req->lock);
-            http_respond_problem(req, 503, "unavailable", "Service Unavailable", "shutting down",
-                                 NULL);
+            http_respond_kind(req, HTTP_PROBLEM_UNAVAILABLE, "shutting down", NULL);
             pthread_mutex_lock(&req->lock);
             if (req->pending != NULL)
                 rc = queue_pending(req);
@@ -779,8 +798,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         log_error(NULL, "http.no_response",
                   json_pack("{s:s,s:s}", "method", req->method, "route",
                             req->pattern ? req->pattern : ""));
-        http_respond_problem(req, 500, "internal", "Internal Server Error",
-                             "the handler did not respond", NULL);
+        http_respond_kind(req, HTTP_PROBLEM_INTERNAL, "the handler did not respond", NULL);
         pthread_mutex_lock(&req->lock);
         if (req->pending != NULL)
             rc = queue_pending(req);
@@ -940,7 +958,7 @@ void http_server_stop(http_server_t *s)
         pthread_mutex_unlock(&s->lock);
         if (req == NULL)
             break;
-        http_respond_problem(req, 503, "unavailable", "Service Unavailable", "shutting down", NULL);
+        http_respond_kind(req, HTTP_PROBLEM_UNAVAILABLE, "shutting down", NULL);
         request_release(req);
     }
 

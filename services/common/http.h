@@ -37,6 +37,21 @@
 
 #define HTTP_DEFAULT_MAX_BODY (64 * 1024)
 
+/* The kinds of problem the daemons answer, one per row of http_problems.def. */
+typedef enum http_problem_kind {
+#define X(name, status, slug, title) name,
+#include "http_problems.def"
+#undef X
+    HTTP_PROBLEM_KIND_COUNT
+} http_problem_kind_t;
+
+/* A kind's row: status, slug and title (static strings). */
+typedef struct http_problem {
+    int status;
+    const char *slug;
+    const char *title;
+} http_problem_t;
+
 typedef struct http_server http_server_t;
 typedef struct http_request http_request_t;
 
@@ -78,10 +93,10 @@ void http_server_stop(http_server_t *s);
 /* ---- request accessors: strings are borrowed for the request's lifetime; NULL when absent */
 
 const char *http_method(const http_request_t *req);
-const char *http_path(const http_request_t *req); /* percent-decoded, without the query */
+const char *http_path(const http_request_t *req);          /* percent-decoded, without the query */
 const char *http_route_pattern(const http_request_t *req); /* the matched pattern */
-const char *http_param(const http_request_t *req, const char *name); /* {name} of the pattern */
-const char *http_query(const http_request_t *req, const char *name); /* decoded ?name= */
+const char *http_param(const http_request_t *req, const char *name);  /* {name} of the pattern */
+const char *http_query(const http_request_t *req, const char *name);  /* decoded ?name= */
 const char *http_header(const http_request_t *req, const char *name); /* case-insensitive */
 /* The token of "Authorization: Bearer <token>" (see http_parse_bearer), or NULL. */
 const char *http_bearer_token(const http_request_t *req);
@@ -111,11 +126,15 @@ int http_add_header(http_request_t *req, const char *name, const char *value);
 void http_respond_json(http_request_t *req, int status, json_t *body);
 /* application/problem+json: {type, title, status, detail (when not NULL), instance (the request
  * path)} plus extra's members (an object, e.g. {"errors":[{"field":...,"message":...}]}). */
-void http_respond_problem(http_request_t *req, int status, const char *type_slug,
-                          const char *title, const char *detail, json_t *extra);
+void http_respond_problem(http_request_t *req, int status, const char *type_slug, const char *title,
+                          const char *detail, json_t *extra);
+/* The same answer for a kind from http_problems.def, which gives its status, slug and title:
+ * http_respond_kind(req, HTTP_PROBLEM_NOT_FOUND, "no such order", NULL). */
+void http_respond_kind(http_request_t *req, http_problem_kind_t kind, const char *detail,
+                       json_t *extra);
 /* Any content type; body (len bytes) is copied. */
-void http_respond_text(http_request_t *req, int status, const char *content_type,
-                       const char *body, size_t len);
+void http_respond_text(http_request_t *req, int status, const char *content_type, const char *body,
+                       size_t len);
 /* No body and no content type (204, 202 without a representation...). */
 void http_respond_empty(http_request_t *req, int status);
 
@@ -154,6 +173,9 @@ int http_content_type_is_json(const char *content_type);
 /* The method as a metrics label: one of GET HEAD POST PUT PATCH DELETE OPTIONS, else "other"
  * (a client chooses the method: it must not create series). Static string. */
 const char *http_metrics_method(const char *method);
+
+/* The row of kind (static); a kind outside the table gets HTTP_PROBLEM_INTERNAL's. */
+const http_problem_t *http_problem(http_problem_kind_t kind);
 
 /* Builds the problem object (new reference; extra is STOLEN); NULL when out of memory. */
 json_t *http_problem_json(int status, const char *type_slug, const char *title, const char *detail,
