@@ -53,10 +53,10 @@ static int authorized(http_request_t *req, const payment_app_t *app)
     if (ok)
         return 1;
     http_add_header(req, "WWW-Authenticate", "Bearer realm=\"petstore-payment-admin\"");
-    http_respond_problem(req, 401, "unauthorized", "Unauthorized",
-                         app->admin_enabled ? "a valid admin bearer token is required"
-                                            : "the admin API is disabled (ADMIN_TOKEN unset)",
-                         NULL);
+    http_respond_kind(req, HTTP_PROBLEM_UNAUTHORIZED,
+                      app->admin_enabled ? "a valid admin bearer token is required"
+                                         : "the admin API is disabled (ADMIN_TOKEN unset)",
+                      NULL);
     return 0;
 }
 
@@ -69,8 +69,7 @@ static int thread_db(http_request_t *req, const log_ctx_t *ctx, db_conn_t **db)
         return 1;
     log_err(LOG_WARN, ctx, "admin.database_unavailable", &e);
     http_add_header(req, "Retry-After", "1");
-    http_respond_problem(req, 503, "unavailable", "Service Unavailable",
-                         "the payment database is unavailable", NULL);
+    http_respond_kind(req, HTTP_PROBLEM_UNAVAILABLE, "the payment database is unavailable", NULL);
     return 0;
 }
 
@@ -79,17 +78,17 @@ static void respond_db_error(http_request_t *req, const log_ctx_t *ctx, const er
     log_err(LOG_ERROR, ctx, "admin.database_error", e);
     if (e->code == ERR_RETRY) {
         http_add_header(req, "Retry-After", "1");
-        http_respond_problem(req, 503, "unavailable", "Service Unavailable",
-                             "the payment database is unavailable", NULL);
+        http_respond_kind(req, HTTP_PROBLEM_UNAVAILABLE, "the payment database is unavailable",
+                          NULL);
         return;
     }
-    http_respond_problem(req, 500, "internal", "Internal Server Error", NULL, NULL);
+    http_respond_kind(req, HTTP_PROBLEM_INTERNAL, NULL, NULL);
 }
 
 static void invalid(http_request_t *req, const char *field, const char *detail)
 {
-    http_respond_problem(req, 422, "validation-failed", "Unprocessable Content", detail,
-                         json_pack("{s:[{s:s,s:s}]}", "errors", "field", field, "detail", detail));
+    http_respond_kind(req, HTTP_PROBLEM_VALIDATION_FAILED, detail,
+                      json_pack("{s:[{s:s,s:s}]}", "errors", "field", field, "detail", detail));
 }
 
 static int create_card(http_request_t *req, void *svc)
@@ -140,8 +139,8 @@ static int create_card(http_request_t *req, void *svc)
     }
     if (db_rows(res) == 0) {
         log_info(&ctx, "admin.card_exists", json_pack("{s:s}", "card_last4", last4));
-        http_respond_problem(req, 409, "card-exists", "Conflict",
-                             "a card with this number already exists", NULL);
+        http_respond_kind(req, HTTP_PROBLEM_CARD_EXISTS, "a card with this number already exists",
+                          NULL);
         goto out;
     }
     metrics_counter_add(app->m_cards_created, 1);
@@ -177,7 +176,7 @@ static int get_card(http_request_t *req, void *svc)
         return 0;
     const char *id = http_param(req, "id");
     if (id == NULL || !uuid_valid(id)) {
-        http_respond_problem(req, 404, "not-found", "Not Found", "no such card", NULL);
+        http_respond_kind(req, HTTP_PROBLEM_NOT_FOUND, "no such card", NULL);
         return 0;
     }
     if (!thread_db(req, &ctx, &db))
@@ -188,7 +187,7 @@ static int get_card(http_request_t *req, void *svc)
         goto out;
     }
     if (db_rows(res) == 0) {
-        http_respond_problem(req, 404, "not-found", "Not Found", "no such card", NULL);
+        http_respond_kind(req, HTTP_PROBLEM_NOT_FOUND, "no such card", NULL);
         goto out;
     }
     http_respond_json(req, 200,

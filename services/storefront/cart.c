@@ -91,7 +91,7 @@ int sf_put_cart_item(http_request_t *req, void *svc)
     db_result_t *res = NULL;
     const char *pp[] = {pet};
     if (!msg_is_uuid(pet)) {
-        http_respond_problem(req, 404, "pet-not-found", "Not Found", "no such pet", NULL);
+        http_respond_kind(req, HTTP_PROBLEM_PET_NOT_FOUND, "no such pet", NULL);
         return 0;
     }
     if (db_exec(db, &pet_status_stmt, pp, &res, &e) != 0) {
@@ -103,12 +103,12 @@ int sf_put_cart_item(http_request_t *req, void *svc)
         known && strcmp(db_value(res, 0, db_col_index(res, "status")), "available") == 0;
     db_result_free(res);
     if (!known) {
-        http_respond_problem(req, 404, "pet-not-found", "Not Found", "no such pet", NULL);
+        http_respond_kind(req, HTTP_PROBLEM_PET_NOT_FOUND, "no such pet", NULL);
         return 0;
     }
     if (!available) {
-        http_respond_problem(req, 409, "pet-not-available", "Conflict",
-                             "the pet is already reserved or sold", NULL);
+        http_respond_kind(req, HTTP_PROBLEM_PET_NOT_AVAILABLE,
+                          "the pet is already reserved or sold", NULL);
         return 0;
     }
     const char *ap[] = {user_id, pet};
@@ -131,7 +131,7 @@ int sf_delete_cart_item(http_request_t *req, void *svc)
         return 0;
     const char *pet = http_param(req, "pet_id");
     if (!msg_is_uuid(pet)) {
-        http_respond_problem(req, 404, "pet-not-found", "Not Found", "no such pet", NULL);
+        http_respond_kind(req, HTTP_PROBLEM_PET_NOT_FOUND, "no such pet", NULL);
         return 0;
     }
     const char *params[] = {user_id, pet};

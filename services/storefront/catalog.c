@@ -103,7 +103,7 @@ int sf_get_pet(http_request_t *req, void *svc)
     const char *id = http_param(req, "id");
     db_conn_t *db = NULL;
     if (!msg_is_uuid(id)) {
-        http_respond_problem(req, 404, "not-found", "Not Found", "no such pet", NULL);
+        http_respond_kind(req, HTTP_PROBLEM_NOT_FOUND, "no such pet", NULL);
         return 0;
     }
     if (!sf_db(req, &db))
@@ -120,7 +120,7 @@ int sf_get_pet(http_request_t *req, void *svc)
     if (db_rows(res) == 1)
         http_respond_json(req, 200, pet_json(res, &c, 0));
     else
-        http_respond_problem(req, 404, "not-found", "Not Found", "no such pet", NULL);
+        http_respond_kind(req, HTTP_PROBLEM_NOT_FOUND, "no such pet", NULL);
     db_result_free(res);
     return 0;
 }

@@ -113,8 +113,8 @@ static int check_key(order_request_t *o)
 {
     o->key = http_header(o->req, "Idempotency-Key");
     if (o->key == NULL || o->key[0] == '\0' || strlen(o->key) > 255) {
-        http_respond_problem(o->req, 400, "idempotency-key-required", "Bad Request",
-                             "an Idempotency-Key header of 1 to 255 characters is required", NULL);
+        http_respond_kind(o->req, HTTP_PROBLEM_IDEMPOTENCY_KEY_REQUIRED,
+                          "an Idempotency-Key header of 1 to 255 characters is required", NULL);
         return ANSWERED;
     }
     return 0;
@@ -153,11 +153,11 @@ static void replay(order_request_t *o)
     }
     int response = db_col_index(res, "response");
     if (db_rows(res) != 1 || db_is_null(res, 0, response)) {
-        http_respond_problem(o->req, 409, "request-in-progress", "Conflict",
-                             "a request with this Idempotency-Key is still in progress", NULL);
+        http_respond_kind(o->req, HTTP_PROBLEM_REQUEST_IN_PROGRESS,
+                          "a request with this Idempotency-Key is still in progress", NULL);
     } else if (strcmp(db_value(res, 0, db_col_index(res, "request_hash")), o->hash) != 0) {
-        http_respond_problem(o->req, 422, "idempotency-key-reused", "Unprocessable Content",
-                             "this Idempotency-Key was used with a different request", NULL);
+        http_respond_kind(o->req, HTTP_PROBLEM_IDEMPOTENCY_KEY_REUSED,
+                          "this Idempotency-Key was used with a different request", NULL);
     } else {
         json_t *answer = json_loads(db_value(res, 0, response), 0, NULL);
         char location[64];
@@ -176,8 +176,7 @@ static void replay(order_request_t *o)
 static int claim_key(order_request_t *o)
 {
     if (sf_order_fingerprint(o->pet_ids, o->card, o->hash) != 0) {
-        http_respond_problem(o->req, 503, "unavailable", "Service Unavailable",
-                             "out of memory; try again", NULL);
+        http_respond_kind(o->req, HTTP_PROBLEM_UNAVAILABLE, "out of memory; try again", NULL);
         return ANSWERED;
     }
     int rc = db_begin(o->db, &o->e);
@@ -194,8 +193,8 @@ static int claim_key(order_request_t *o)
         if (strcmp(o->e.sqlstate, "55P03") != 0)
             return rc;
         db_rollback(o->db);
-        http_respond_problem(o->req, 409, "request-in-progress", "Conflict",
-                             "a request with this Idempotency-Key is still in progress", NULL);
+        http_respond_kind(o->req, HTTP_PROBLEM_REQUEST_IN_PROGRESS,
+                          "a request with this Idempotency-Key is still in progress", NULL);
         return ANSWERED;
     }
     int claimed = db_rows(res) == 1;
@@ -272,12 +271,12 @@ static int price_pets(order_request_t *o)
     if (json_array_size(missing) > 0 || json_array_size(taken) > 0) {
         db_rollback(o->db);
         if (json_array_size(missing) > 0)
-            http_respond_problem(o->req, 404, "pet-not-found", "Not Found", "no such pet",
-                                 json_pack("{s:O}", "pet_ids", missing));
+            http_respond_kind(o->req, HTTP_PROBLEM_PET_NOT_FOUND, "no such pet",
+                              json_pack("{s:O}", "pet_ids", missing));
         else
-            http_respond_problem(o->req, 409, "pet-not-available", "Conflict",
-                                 "a pet is already reserved or sold",
-                                 json_pack("{s:O}", "pet_ids", taken));
+            http_respond_kind(o->req, HTTP_PROBLEM_PET_NOT_AVAILABLE,
+                              "a pet is already reserved or sold",
+                              json_pack("{s:O}", "pet_ids", taken));
         rc = ANSWERED;
     }
     json_decref(missing);
@@ -400,7 +399,7 @@ int sf_get_order(http_request_t *req, void *svc)
         return 0;
     const char *id = http_param(req, "id");
     if (!msg_is_uuid(id)) {
-        http_respond_problem(req, 404, "not-found", "Not Found", "no such order", NULL);
+        http_respond_kind(req, HTTP_PROBLEM_NOT_FOUND, "no such order", NULL);
         return 0;
     }
     const char *wait_s = http_query(req, "wait");
@@ -420,7 +419,7 @@ int sf_get_order(http_request_t *req, void *svc)
     err_clear(&e);
     int rc = sf_order_load(db, id, user_id, &order, &e);
     if (rc == ERR_NOTFOUND) {
-        http_respond_problem(req, 404, "not-found", "Not Found", "no such order", NULL);
+        http_respond_kind(req, HTTP_PROBLEM_NOT_FOUND, "no such order", NULL);
         return 0;
     }
     if (rc != 0) {
@@ -470,7 +469,7 @@ int sf_post_cancel(http_request_t *req, void *svc)
         return 0;
     const char *id = http_param(req, "id");
     if (!msg_is_uuid(id)) {
-        http_respond_problem(req, 404, "not-found", "Not Found", "no such order", NULL);
+        http_respond_kind(req, HTTP_PROBLEM_NOT_FOUND, "no such order", NULL);
         return 0;
     }
     if (db_begin(db, &e) != 0)
@@ -480,7 +479,7 @@ int sf_post_cancel(http_request_t *req, void *svc)
         goto db_fail;
     if (db_rows(res) != 1) {
         db_rollback(db);
-        http_respond_problem(req, 404, "not-found", "Not Found", "no such order", NULL);
+        http_respond_kind(req, HTTP_PROBLEM_NOT_FOUND, "no such order", NULL);
         goto out;
     }
     char status[24];
@@ -488,9 +487,8 @@ int sf_post_cancel(http_request_t *req, void *svc)
     if (strcmp(status, "PENDING") != 0 && strcmp(status, "RESERVING") != 0 &&
         strcmp(status, "PAYING") != 0) {
         db_rollback(db);
-        http_respond_problem(req, 409, "cannot-cancel", "Conflict",
-                             "the order can no longer be cancelled",
-                             json_pack("{s:s}", "order_status", status));
+        http_respond_kind(req, HTTP_PROBLEM_CANNOT_CANCEL, "the order can no longer be cancelled",
+                          json_pack("{s:s}", "order_status", status));
         goto out;
     }
     json_t *p = json_pack("{s:s,s:s}", "order_id", id, "user_id", user_id);

@@ -110,7 +110,7 @@ int sf_get_order_events(http_request_t *req, void *svc)
     err_clear(&e);
     int rc = msg_is_uuid(id) ? sf_order_load(db, id, user_id, &order, &e) : ERR_NOTFOUND;
     if (rc == ERR_NOTFOUND) {
-        http_respond_problem(req, 404, "not-found", "Not Found", "no such order", NULL);
+        http_respond_kind(req, HTTP_PROBLEM_NOT_FOUND, "no such order", NULL);
         return 0;
     }
     if (rc != 0) {

@@ -110,8 +110,8 @@ static void answer(waiter_t *list, db_conn_t *db)
             http_respond_json(w->req, 200, order);
         } else {
             http_add_header(w->req, "Retry-After", "1");
-            http_respond_problem(w->req, 503, "unavailable", "Service Unavailable",
-                                 "the order could not be read; poll again", NULL);
+            http_respond_kind(w->req, HTTP_PROBLEM_UNAVAILABLE,
+                              "the order could not be read; poll again", NULL);
         }
         release(w);
     }
@@ -122,7 +122,7 @@ void sf_waiters_park(http_request_t *req, db_conn_t *db, const char *order_id, c
 {
     waiter_t *w = calloc(1, sizeof(*w));
     if (w == NULL) {
-        http_respond_problem(req, 503, "unavailable", "Service Unavailable", "out of memory", NULL);
+        http_respond_kind(req, HTTP_PROBLEM_UNAVAILABLE, "out of memory", NULL);
         return;
     }
     snprintf(w->order_id, sizeof(w->order_id), "%s", order_id);
