@@ -15,9 +15,9 @@
  * reordered events never move an order back. */
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "db_array.h"
+#include "order_status.h"
 #include "storefront.h"
 
 static const db_stmt_t get_order_stmt = {
@@ -140,8 +140,9 @@ int sf_orders_list(db_conn_t *db, const char *user_id, json_t **out, err_t *e)
 
 int sf_order_is_finished(const json_t *order)
 {
-    const char *s = json_string_value(json_object_get(order, "status"));
-    return s != NULL && (strcmp(s, "COMPLETED") == 0 || strcmp(s, "CANCELLED") == 0);
+    order_status_t status;
+    return order_status_parse(json_string_value(json_object_get(order, "status")), &status) == 0 &&
+           order_status_is_terminal(status);
 }
 
 int sf_apply_order_status(db_conn_t *db, const json_t *p, err_t *e)

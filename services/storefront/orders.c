@@ -18,6 +18,7 @@
 #include "card_seal.h"
 #include "db_array.h"
 #include "msg.h"
+#include "order_status.h"
 #include "storefront.h"
 #include "uuid.h"
 
@@ -484,8 +485,8 @@ int sf_post_cancel(http_request_t *req, void *svc)
     }
     char status[24];
     snprintf(status, sizeof(status), "%s", db_value(res, 0, db_col_index(res, "status")));
-    if (strcmp(status, "PENDING") != 0 && strcmp(status, "RESERVING") != 0 &&
-        strcmp(status, "PAYING") != 0) {
+    order_status_t current;
+    if (order_status_parse(status, &current) != 0 || !order_status_is_cancellable(current)) {
         db_rollback(db);
         http_respond_kind(req, HTTP_PROBLEM_CANNOT_CANCEL, "the order can no longer be cancelled",
                           json_pack("{s:s}", "order_status", status));
