@@ -384,13 +384,18 @@ int inventory_list_pet(db_conn_t *db, const svc_cause_t *cause, const inventory_
         }
     }
     int64_t price = 0, version = 0;
-    if (db_value_int64(r, 0, 2, &price) != 0 || db_value_int64(r, 0, 4, &version) != 0) {
+    const char *name = db_value(r, 0, db_col_index(r, "name"));
+    const char *species = db_value(r, 0, db_col_index(r, "species"));
+    const char *status = db_value(r, 0, db_col_index(r, "status"));
+    if (db_value_int64(r, 0, db_col_index(r, "price_cents"), &price) != 0 ||
+        db_value_int64(r, 0, db_col_index(r, "version"), &version) != 0 || name == NULL ||
+        species == NULL || status == NULL) {
         rc = err_set(e, ERR_INTERNAL, "unreadable pet row");
         goto out;
     }
-    int fresh = strcmp(db_value(r, 0, 5), "t") == 0;
-    if (!fresh && (strcmp(db_value(r, 0, 0), pet->name) != 0 ||
-                   strcmp(db_value(r, 0, 1), pet->species) != 0 || price != pet->price_cents)) {
+    int fresh = strcmp(db_value(r, 0, db_col_index(r, "fresh")), "t") == 0;
+    if (!fresh && (strcmp(name, pet->name) != 0 || strcmp(species, pet->species) != 0 ||
+                   price != pet->price_cents)) {
         rc = err_set(e, ERR_INVALID, "pet %s is already listed with other attributes", pet->id);
         goto out;
     }
@@ -398,9 +403,9 @@ int inventory_list_pet(db_conn_t *db, const svc_cause_t *cause, const inventory_
         *inserted = fresh;
     if (!fresh && !announce_existing)
         goto out;
-    listed = json_pack("{s:s,s:s,s:s,s:I,s:s,s:I}", "pet_id", pet->id, "name", db_value(r, 0, 0),
-                       "species", db_value(r, 0, 1), "price_cents", (json_int_t)price, "status",
-                       db_value(r, 0, 3), "version", (json_int_t)version);
+    listed = json_pack("{s:s,s:s,s:s,s:I,s:s,s:I}", "pet_id", pet->id, "name", name, "species",
+                       species, "price_cents", (json_int_t)price, "status", status, "version",
+                       (json_int_t)version);
     if (listed == NULL) {
         rc = err_set(e, ERR_NOMEM, "out of memory");
         goto out;

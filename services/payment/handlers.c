@@ -74,7 +74,7 @@ static const db_stmt_t charge_stmt = {
            "  SELECT $1::uuid, debit.id, 'charge', $3::bigint, $4, $5::uuid FROM debit"
            "  RETURNING id"
            ") "
-           "SELECT card.id, card.balance_cents, (SELECT count(*) FROM entry) "
+           "SELECT card.id, card.balance_cents, (SELECT count(*) FROM entry) AS charged "
            "FROM (SELECT) AS one LEFT JOIN card ON true",
     .nparams = 5,
 };
@@ -329,12 +329,12 @@ int payment_handle_charge(db_conn_t *db, const svc_msg_t *m, void *app_v, err_t 
         rc = err_set(e, ERR_INTERNAL, "charge statement returned %d rows", db_rows(res));
         goto out;
     }
-    const char *card_id = value_or_null(res, 0, 0);
+    const char *card_id = value_or_null(res, 0, db_col_index(res, "id"));
     if (card_id == NULL) {
         rc = decline(db, m, app, order_id, NULL, amount_text, PAYMENT_CARD_UNKNOWN, last4, e);
         goto out;
     }
-    if (strcmp(db_value(res, 0, 2), "1") != 0) {
+    if (strcmp(db_value(res, 0, db_col_index(res, "charged")), "1") != 0) {
         rc = decline(db, m, app, order_id, card_id, amount_text, PAYMENT_INSUFFICIENT_FUNDS, last4,
                      e);
         goto out;
