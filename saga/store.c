@@ -8,6 +8,7 @@
  * which the caller turns into a retry of its whole transaction. Timers are stored as deadlines
  * computed by the database (now() + interval), so clocks of the daemon's hosts never matter. */
 #include "store.h"
+#include "uuid.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -208,7 +209,7 @@ int saga_store_create(db_conn_t *db, const saga_row_t *row, const char *message_
 int saga_store_load(db_conn_t *db, const char *order_id, saga_row_t *out, err_t *e)
 {
     db_result_t *res = NULL;
-    if (!msg_is_uuid(order_id))
+    if (!uuid_valid(order_id))
         return err_set(e, ERR_INVALID, "order id is not a uuid");
     const char *params[] = {order_id};
     int rc = db_exec(db, &load_stmt, params, &res, e);

@@ -81,11 +81,6 @@ int msg_decode(msg_type_t type, const char *body, size_t len, json_t **out,
 int msg_encode(msg_type_t type, const json_t *payload, char **out, size_t *len,
                err_t *e) PETSTORE_NODISCARD;
 
-/* The old name of uuid_valid (uuid.h: 1 for the lower-case canonical 8-4-4-4-12 form, any
- * version; 0 otherwise and for NULL), kept only until its last callers use uuid_valid: there is
- * one uuid check, and it lives beneath the contracts. New code calls uuid_valid. */
-static inline int msg_is_uuid(const char *s) { return uuid_valid(s); }
-
 /* 1 if s is an RFC 3339 date-time in UTC as used on the wire: "YYYY-MM-DDTHH:MM:SSZ" with an
  * optional fraction of 1 to 9 digits (".123Z"), upper-case T and Z, a real calendar date and
  * seconds 00-59 (no leap second), else 0. Offsets other than Z are refused. NULL gives 0. */

@@ -29,11 +29,19 @@ static const db_stmt_t create_card_stmt = {
     .nparams = 4,
 };
 
+/* The first row's value of the named column (borrowed from r). */
+static const char *col(const db_result_t *r, const char *name)
+{
+    return db_value(r, 0, db_col_index(r, name));
+}
+
 static const db_stmt_t get_card_stmt = {
     .name = "payment_get_card",
     .sql = "SELECT id, last4, balance_cents, version,"
-           "       to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
-           "       to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') "
+           "       to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+           "         AS created_at,"
+           "       to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+           "         AS updated_at "
            "FROM cards WHERE id = $1::uuid",
     .nparams = 1,
 };
@@ -191,11 +199,11 @@ static int get_card(http_request_t *req, void *svc)
         goto out;
     }
     http_respond_json(req, 200,
-                      json_pack("{s:s,s:s,s:I,s:I,s:s,s:s}", "id", db_value(res, 0, 0), "last4",
-                                db_value(res, 0, 1), "balance_cents",
-                                (json_int_t)strtoll(db_value(res, 0, 2), NULL, 10), "version",
-                                (json_int_t)strtoll(db_value(res, 0, 3), NULL, 10), "created_at",
-                                db_value(res, 0, 4), "updated_at", db_value(res, 0, 5)));
+                      json_pack("{s:s,s:s,s:I,s:I,s:s,s:s}", "id", col(res, "id"), "last4",
+                                col(res, "last4"), "balance_cents",
+                                (json_int_t)strtoll(col(res, "balance_cents"), NULL, 10), "version",
+                                (json_int_t)strtoll(col(res, "version"), NULL, 10), "created_at",
+                                col(res, "created_at"), "updated_at", col(res, "updated_at")));
 out:
     db_result_free(res);
     return 0;

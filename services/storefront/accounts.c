@@ -20,7 +20,7 @@ static const db_stmt_t create_user_stmt = {
 
 static const db_stmt_t find_user_stmt = {
     .name = "sf_find_user",
-    .sql = "SELECT id::text, password_hash FROM users WHERE username = $1",
+    .sql = "SELECT id::text AS id, password_hash FROM users WHERE username = $1",
     .nparams = 1,
 };
 
@@ -31,7 +31,7 @@ static const db_stmt_t create_session_stmt = {
     .sql = "WITH expired AS (DELETE FROM sessions WHERE user_id = $2::uuid AND expires_at <= now())"
            " INSERT INTO sessions (token_hash, user_id, expires_at)"
            " VALUES (decode($1, 'hex'), $2::uuid, now() + make_interval(secs => $3::int))"
-           " RETURNING " SF_TIME("expires_at"),
+           " RETURNING " SF_TIME("expires_at") " AS expires_at",
     .nparams = 3,
 };
 
@@ -82,8 +82,8 @@ int sf_post_users(http_request_t *req, void *svc)
     char hash[crypto_pwhash_STRBYTES];
     if (crypto_pwhash_str(hash, pw, strlen(pw), crypto_pwhash_OPSLIMIT_INTERACTIVE,
                           crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0) {
-        http_respond_problem(req, 503, "unavailable", "Service Unavailable",
-                             "out of memory hashing the password", NULL);
+        http_respond_kind(req, HTTP_PROBLEM_UNAVAILABLE, "out of memory hashing the password",
+                          NULL);
         goto out;
     }
     if (!sf_db(req, &db))
@@ -101,8 +101,7 @@ int sf_post_users(http_request_t *req, void *svc)
     int created = db_rows(res) == 1;
     db_result_free(res);
     if (!created) {
-        http_respond_problem(req, 409, "username-taken", "Conflict", "that username is taken",
-                             NULL);
+        http_respond_kind(req, HTTP_PROBLEM_USERNAME_TAKEN, "that username is taken", NULL);
         goto out;
     }
     char location[64];
@@ -134,16 +133,17 @@ int sf_post_sessions(http_request_t *req, void *svc)
         goto out;
     }
     int known = db_rows(res) == 1;
-    const char *stored = known ? db_value(res, 0, 1) : app->dummy_hash;
+    const char *stored =
+        known ? db_value(res, 0, db_col_index(res, "password_hash")) : app->dummy_hash;
     int ok = crypto_pwhash_str_verify(stored, pw, strlen(pw)) == 0 && known;
     if (!ok) {
         http_add_header(req, "WWW-Authenticate", "Bearer realm=\"petstore\"");
-        http_respond_problem(req, 401, "unauthorized", "Unauthorized",
-                             "unknown username or wrong password", NULL);
+        http_respond_kind(req, HTTP_PROBLEM_UNAUTHORIZED, "unknown username or wrong password",
+                          NULL);
         goto out;
     }
     char user_id[UUID_STR_LEN];
-    snprintf(user_id, sizeof(user_id), "%s", db_value(res, 0, 0));
+    snprintf(user_id, sizeof(user_id), "%s", db_value(res, 0, db_col_index(res, "id")));
     db_result_free(res);
     res = NULL;
 
@@ -162,7 +162,8 @@ int sf_post_sessions(http_request_t *req, void *svc)
         goto out;
     }
     http_respond_json(req, 201,
-                      json_pack("{s:s,s:s}", "token", token, "expires_at", db_value(res, 0, 0)));
+                      json_pack("{s:s,s:s}", "token", token, "expires_at",
+                                db_value(res, 0, db_col_index(res, "expires_at"))));
     sodium_memzero(token, sizeof(token));
     sodium_memzero(raw, sizeof(raw));
 out:

@@ -11,6 +11,7 @@
 
 #include "msg.h"
 #include "storefront.h"
+#include "uuid.h"
 
 static const db_stmt_t cart_stmt = {
     .name = "sf_cart",
@@ -90,7 +91,7 @@ int sf_put_cart_item(http_request_t *req, void *svc)
     const char *pet = http_param(req, "pet_id");
     db_result_t *res = NULL;
     const char *pp[] = {pet};
-    if (!msg_is_uuid(pet)) {
+    if (!uuid_valid(pet)) {
         http_respond_kind(req, HTTP_PROBLEM_PET_NOT_FOUND, "no such pet", NULL);
         return 0;
     }
@@ -130,7 +131,7 @@ int sf_delete_cart_item(http_request_t *req, void *svc)
     if (!sf_db(req, &db) || !sf_user(req, db, user_id))
         return 0;
     const char *pet = http_param(req, "pet_id");
-    if (!msg_is_uuid(pet)) {
+    if (!uuid_valid(pet)) {
         http_respond_kind(req, HTTP_PROBLEM_PET_NOT_FOUND, "no such pet", NULL);
         return 0;
     }

@@ -66,7 +66,7 @@ int sf_get_pets(http_request_t *req, void *svc)
     if (status != NULL && strcmp(status, "available") != 0 && strcmp(status, "reserved") != 0 &&
         strcmp(status, "sold") != 0)
         sf_error(errors, "status", "one of available, reserved, sold");
-    if (after != NULL && !msg_is_uuid(after))
+    if (after != NULL && !uuid_valid(after))
         sf_error(errors, "after", "the next cursor of a previous page");
     if (json_array_size(errors) > 0) {
         sf_invalid(req, errors);
@@ -102,7 +102,7 @@ int sf_get_pet(http_request_t *req, void *svc)
     (void)svc;
     const char *id = http_param(req, "id");
     db_conn_t *db = NULL;
-    if (!msg_is_uuid(id)) {
+    if (!uuid_valid(id)) {
         http_respond_kind(req, HTTP_PROBLEM_NOT_FOUND, "no such pet", NULL);
         return 0;
     }

@@ -399,7 +399,7 @@ int sf_get_order(http_request_t *req, void *svc)
     if (!sf_db(req, &db) || !sf_user(req, db, user_id))
         return 0;
     const char *id = http_param(req, "id");
-    if (!msg_is_uuid(id)) {
+    if (!uuid_valid(id)) {
         http_respond_kind(req, HTTP_PROBLEM_NOT_FOUND, "no such order", NULL);
         return 0;
     }
@@ -469,7 +469,7 @@ int sf_post_cancel(http_request_t *req, void *svc)
     if (!sf_db(req, &db) || !sf_user(req, db, user_id))
         return 0;
     const char *id = http_param(req, "id");
-    if (!msg_is_uuid(id)) {
+    if (!uuid_valid(id)) {
         http_respond_kind(req, HTTP_PROBLEM_NOT_FOUND, "no such order", NULL);
         return 0;
     }

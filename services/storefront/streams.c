@@ -18,6 +18,7 @@
 
 #include "msg.h"
 #include "storefront.h"
+#include "uuid.h"
 
 typedef struct subscriber {
     struct subscriber *next;
@@ -108,7 +109,7 @@ int sf_get_order_events(http_request_t *req, void *svc)
     json_t *order = NULL;
     err_t e;
     err_clear(&e);
-    int rc = msg_is_uuid(id) ? sf_order_load(db, id, user_id, &order, &e) : ERR_NOTFOUND;
+    int rc = uuid_valid(id) ? sf_order_load(db, id, user_id, &order, &e) : ERR_NOTFOUND;
     if (rc == ERR_NOTFOUND) {
         http_respond_kind(req, HTTP_PROBLEM_NOT_FOUND, "no such order", NULL);
         return 0;

@@ -7,7 +7,7 @@
 
 static const db_stmt_t session_user_stmt = {
     .name = "sf_session_user",
-    .sql = "SELECT user_id::text FROM sessions WHERE token_hash = decode($1, 'hex')"
+    .sql = "SELECT user_id::text AS user_id FROM sessions WHERE token_hash = decode($1, 'hex')"
            " AND expires_at > now()",
     .nparams = 1,
 };
@@ -25,12 +25,12 @@ void sf_db_error(http_request_t *req, const err_t *e)
     if (e->code == ERR_RETRY) {
         log_err(LOG_WARN, &ctx, "storefront.database_unavailable", e);
         http_add_header(req, "Retry-After", "1");
-        http_respond_problem(req, 503, "unavailable", "Service Unavailable",
-                             "the storefront database is unavailable; try again", NULL);
+        http_respond_kind(req, HTTP_PROBLEM_UNAVAILABLE,
+                          "the storefront database is unavailable; try again", NULL);
         return;
     }
     log_err(LOG_ERROR, &ctx, "storefront.database_error", e);
-    http_respond_problem(req, 500, "internal", "Internal Server Error", NULL, NULL);
+    http_respond_kind(req, HTTP_PROBLEM_INTERNAL, NULL, NULL);
 }
 
 int sf_db(http_request_t *req, db_conn_t **db)
@@ -46,7 +46,7 @@ int sf_db(http_request_t *req, db_conn_t **db)
 static void unauthorized(http_request_t *req, const char *detail)
 {
     http_add_header(req, "WWW-Authenticate", "Bearer realm=\"petstore\"");
-    http_respond_problem(req, 401, "unauthorized", "Unauthorized", detail, NULL);
+    http_respond_kind(req, HTTP_PROBLEM_UNAUTHORIZED, detail, NULL);
 }
 
 int sf_user(http_request_t *req, db_conn_t *db, char *user_id)
@@ -70,7 +70,7 @@ int sf_user(http_request_t *req, db_conn_t *db, char *user_id)
     }
     int ok = db_rows(res) == 1;
     if (ok)
-        snprintf(user_id, 37, "%s", db_value(res, 0, 0));
+        snprintf(user_id, 37, "%s", db_value(res, 0, db_col_index(res, "user_id")));
     db_result_free(res);
     if (!ok)
         unauthorized(req, "the token is unknown or expired");
@@ -105,6 +105,6 @@ void sf_invalid(http_request_t *req, json_t *errors)
     snprintf(detail, sizeof(detail), "invalid field%s: %s%s",
              json_array_size(errors) > 1 ? "s" : "", first ? first : "",
              json_array_size(errors) > 1 ? ", ..." : "");
-    http_respond_problem(req, 422, "validation-failed", "Unprocessable Content", detail,
-                         json_pack("{s:o}", "errors", errors));
+    http_respond_kind(req, HTTP_PROBLEM_VALIDATION_FAILED, detail,
+                      json_pack("{s:o}", "errors", errors));
 }
