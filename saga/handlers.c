@@ -43,19 +43,14 @@ int saga_app_new(const cfg_t *cfg, saga_app_t **out, err_t *e)
                                      "Replies for an order the saga does not know", NULL);
     app->m_timeouts = metrics_counter("petstore_saga_timeouts_total", "Saga timers fired", NULL);
     app->m_parked = metrics_gauge("petstore_saga_needs_operator",
-                                  "Sagas parked in NEEDS_OPERATOR, waiting for an operator",
-                                  NULL);
+                                  "Sagas parked in NEEDS_OPERATOR, waiting for an operator", NULL);
     *out = app;
     return 0;
 }
 
-void saga_app_free(saga_app_t *app)
-{
-    free(app);
-}
+void saga_app_free(saga_app_t *app) { free(app); }
 
-static int emit(db_conn_t *db, const svc_cause_t *cause, msg_type_t type, json_t *payload,
-                err_t *e)
+static int emit(db_conn_t *db, const svc_cause_t *cause, msg_type_t type, json_t *payload, err_t *e)
 {
     int rc = svc_emit(db, cause, type, payload, e);
     json_decref(payload);
@@ -123,8 +118,8 @@ int saga_apply(db_conn_t *db, const saga_app_t *app, saga_row_t *row, const saga
             log_info(&lc, "saga.ignored",
                      json_pack("{s:s,s:s,s:s,s:i,s:s}", "source", origin->source, "event",
                                saga_event_name(input.event), "status",
-                               saga_status_name(row->state.status), "version", row->version,
-                               "why", out.why));
+                               saga_status_name(row->state.status), "version", row->version, "why",
+                               out.why));
             return 0;
         }
 
@@ -169,7 +164,9 @@ int saga_apply(db_conn_t *db, const saga_app_t *app, saga_row_t *row, const saga
             saga_event_name(input.event), "from", saga_status_name(from), "to",
             saga_status_name(row->state.status), "version", row->version, "reason", reason,
             "attempts", row->state.attempts, "commands", command_names(commands), "timer",
-            out.timer == SAGA_TIMER_SET ? "set" : out.timer == SAGA_TIMER_CLEAR ? "clear" : "keep",
+            out.timer == SAGA_TIMER_SET     ? "set"
+            : out.timer == SAGA_TIMER_CLEAR ? "clear"
+                                            : "keep",
             "why", out.why);
         if (out.status_changed && row->state.status == SAGA_NEEDS_OPERATOR)
             log_error(&lc, "saga.needs_operator", fields);
@@ -265,16 +262,11 @@ static int on_reply(db_conn_t *db, const svc_msg_t *m, void *arg, err_t *e)
 }
 
 const svc_route_t saga_routes[] = {
-    {MSG_ORDER_PLACED_V1, on_placed},
-    {MSG_ORDER_CANCEL_REQUESTED_V1, on_reply},
-    {MSG_INVENTORY_RESERVED_V1, on_reply},
-    {MSG_INVENTORY_RESERVATION_REJECTED_V1, on_reply},
-    {MSG_INVENTORY_RELEASED_V1, on_reply},
-    {MSG_INVENTORY_SALE_CONFIRMED_V1, on_reply},
-    {MSG_PAYMENT_CHARGED_V1, on_reply},
-    {MSG_PAYMENT_DECLINED_V1, on_reply},
-    {MSG_PAYMENT_REFUNDED_V1, on_reply},
-    {MSG_PAYMENT_VOIDED_V1, on_reply},
+    {MSG_ORDER_PLACED_V1, on_placed},      {MSG_ORDER_CANCEL_REQUESTED_V1, on_reply},
+    {MSG_INVENTORY_RESERVED_V1, on_reply}, {MSG_INVENTORY_RESERVATION_REJECTED_V1, on_reply},
+    {MSG_INVENTORY_RELEASED_V1, on_reply}, {MSG_INVENTORY_SALE_CONFIRMED_V1, on_reply},
+    {MSG_PAYMENT_CHARGED_V1, on_reply},    {MSG_PAYMENT_DECLINED_V1, on_reply},
+    {MSG_PAYMENT_REFUNDED_V1, on_reply},   {MSG_PAYMENT_VOIDED_V1, on_reply},
 };
 
 const size_t saga_n_routes = sizeof(saga_routes) / sizeof(saga_routes[0]);

@@ -7,21 +7,48 @@
 #include "timer.h"
 
 static const cfg_var_t saga_vars[] = {
-    {.name = "SAGA_RESERVE_TIMEOUT_MS", .kind = CFG_MS, .default_value = "5000", .min = 10,
-     .max = 86400000, .help = "how long the saga waits for the reservation"},
-    {.name = "SAGA_PAY_TIMEOUT_MS", .kind = CFG_MS, .default_value = "5000", .min = 10,
+    {.name = "SAGA_RESERVE_TIMEOUT_MS",
+     .kind = CFG_MS,
+     .default_value = "5000",
+     .min = 10,
+     .max = 86400000,
+     .help = "how long the saga waits for the reservation"},
+    {.name = "SAGA_PAY_TIMEOUT_MS",
+     .kind = CFG_MS,
+     .default_value = "5000",
+     .min = 10,
      .max = 86400000,
      .help = "how long the saga waits for the payment (also the charge's expires_at)"},
-    {.name = "SAGA_CONFIRM_TIMEOUT_MS", .kind = CFG_MS, .default_value = "5000", .min = 10,
-     .max = 86400000, .help = "first wait for the sale confirmation before sending it again"},
-    {.name = "SAGA_COMPENSATE_TIMEOUT_MS", .kind = CFG_MS, .default_value = "5000", .min = 10,
-     .max = 86400000, .help = "first wait for compensations before sending them again"},
-    {.name = "SAGA_RETRY_MAX_MS", .kind = CFG_MS, .default_value = "60000", .min = 10,
-     .max = 86400000, .help = "cap of the exponential backoff between retries"},
-    {.name = "SAGA_MAX_COMPENSATION_TRIES", .kind = CFG_INT, .default_value = "5", .min = 1,
-     .max = 1000, .help = "compensation timeouts before the saga parks in NEEDS_OPERATOR"},
-    {.name = "SAGA_TIMER_POLL_MS", .kind = CFG_MS, .default_value = "200", .min = 10,
-     .max = 60000, .help = "how often the timer worker looks for due timers"},
+    {.name = "SAGA_CONFIRM_TIMEOUT_MS",
+     .kind = CFG_MS,
+     .default_value = "5000",
+     .min = 10,
+     .max = 86400000,
+     .help = "first wait for the sale confirmation before sending it again"},
+    {.name = "SAGA_COMPENSATE_TIMEOUT_MS",
+     .kind = CFG_MS,
+     .default_value = "5000",
+     .min = 10,
+     .max = 86400000,
+     .help = "first wait for compensations before sending them again"},
+    {.name = "SAGA_RETRY_MAX_MS",
+     .kind = CFG_MS,
+     .default_value = "60000",
+     .min = 10,
+     .max = 86400000,
+     .help = "cap of the exponential backoff between retries"},
+    {.name = "SAGA_MAX_COMPENSATION_TRIES",
+     .kind = CFG_INT,
+     .default_value = "5",
+     .min = 1,
+     .max = 1000,
+     .help = "compensation timeouts before the saga parks in NEEDS_OPERATOR"},
+    {.name = "SAGA_TIMER_POLL_MS",
+     .kind = CFG_MS,
+     .default_value = "200",
+     .min = 10,
+     .max = 60000,
+     .help = "how often the timer worker looks for due timers"},
 };
 
 static int saga_init(svc_t *svc, void **app, err_t *e)
@@ -33,10 +60,7 @@ static int saga_init(svc_t *svc, void **app, err_t *e)
     return rc;
 }
 
-static void saga_fini(void *app)
-{
-    saga_app_free(app);
-}
+static void saga_fini(void *app) { saga_app_free(app); }
 
 int main(int argc, char **argv)
 {

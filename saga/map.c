@@ -73,8 +73,7 @@ int saga_row_from_placed(const json_t *payload, saga_row_t *out, err_t *e)
     if (order_id == NULL || user_id == NULL || sealed == NULL || last4 == NULL ||
         !json_is_array(pets) || !json_is_integer(total))
         return err_set(e, ERR_INVALID, "order.placed without the fields the saga needs");
-    if (strlen(order_id) != SAGA_UUID_LEN || strlen(user_id) != SAGA_UUID_LEN ||
-        strlen(last4) != 4)
+    if (strlen(order_id) != SAGA_UUID_LEN || strlen(user_id) != SAGA_UUID_LEN || strlen(last4) != 4)
         return err_set(e, ERR_INVALID, "order.placed with malformed ids or card_last4");
 
     memset(out, 0, sizeof(*out));
@@ -121,8 +120,8 @@ msg_type_t saga_command_type(unsigned cmd)
     return MSG_NONE;
 }
 
-int saga_command_payload(unsigned cmd, const saga_row_t *row, const char *expires_at,
-                         json_t **out, err_t *e)
+int saga_command_payload(unsigned cmd, const saga_row_t *row, const char *expires_at, json_t **out,
+                         err_t *e)
 {
     json_t *p = NULL;
     switch (cmd) {
@@ -134,8 +133,8 @@ int saga_command_payload(unsigned cmd, const saga_row_t *row, const char *expire
             return err_set(e, ERR_INTERNAL, "order %s: no card or nothing to charge",
                            row->order_id);
         p = json_pack("{s:s,s:I,s:s,s:s}", "order_id", row->order_id, "amount_cents",
-                      (json_int_t)row->total_cents, "card_sealed", row->card_sealed,
-                      "card_last4", row->card_last4);
+                      (json_int_t)row->total_cents, "card_sealed", row->card_sealed, "card_last4",
+                      row->card_last4);
         if (p != NULL && expires_at != NULL &&
             json_object_set_new(p, "expires_at", json_string(expires_at)) != 0) {
             json_decref(p);
@@ -161,10 +160,9 @@ int saga_status_payload(const saga_row_t *row, const char *occurred_at, json_t *
     const char *reason = saga_reason_name(row->state.reason);
     json_t *p = json_pack("{s:s,s:s,s:s,s:o,s:i,s:I,s:O,s:s,s:s}", "order_id", row->order_id,
                           "user_id", row->user_id, "status", saga_status_name(row->state.status),
-                          "reason", reason != NULL ? json_string(reason) : json_null(),
-                          "version", row->version, "total_cents", (json_int_t)row->total_cents,
-                          "pet_ids", row->pet_ids, "card_last4", row->card_last4, "occurred_at",
-                          occurred_at);
+                          "reason", reason != NULL ? json_string(reason) : json_null(), "version",
+                          row->version, "total_cents", (json_int_t)row->total_cents, "pet_ids",
+                          row->pet_ids, "card_last4", row->card_last4, "occurred_at", occurred_at);
     if (p == NULL)
         return err_set(e, ERR_NOMEM, "out of memory building a status change");
     *out = p;

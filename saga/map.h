@@ -24,10 +24,10 @@ typedef struct saga_row {
     char order_id[SAGA_UUID_LEN + 1];
     char user_id[SAGA_UUID_LEN + 1];
     saga_state_t state;
-    int version;            /* 1 when created, +1 per applied step */
-    json_t *pet_ids;        /* owned: JSON array of uuid strings, in the order placed */
+    int version;     /* 1 when created, +1 per applied step */
+    json_t *pet_ids; /* owned: JSON array of uuid strings, in the order placed */
     long long total_cents;
-    char *card_sealed;      /* owned: base64 sealed box; NULL once the saga has finished */
+    char *card_sealed; /* owned: base64 sealed box; NULL once the saga has finished */
     char card_last4[5];
 } saga_row_t;
 
@@ -56,8 +56,8 @@ msg_type_t saga_command_type(unsigned cmd);
  * is used by SAGA_CMD_CHARGE only and may be NULL otherwise. Sets *out to a new reference
  * (caller decrefs). ERR_INTERNAL for an unknown command or a charge the row cannot pay for
  * (no sealed card, or nothing to charge); ERR_NOMEM. */
-int saga_command_payload(unsigned cmd, const saga_row_t *row, const char *expires_at,
-                         json_t **out, err_t *e) PETSTORE_NODISCARD;
+int saga_command_payload(unsigned cmd, const saga_row_t *row, const char *expires_at, json_t **out,
+                         err_t *e) PETSTORE_NODISCARD;
 
 /* The saga.order_status_changed.v1 payload for row (borrowed) as it is now: its status, reason
  * (JSON null when none), version and order data, with occurred_at (RFC 3339 UTC). Sets *out to a

@@ -24,27 +24,27 @@
 
 /* What one applied step writes. Strings are borrowed. */
 typedef struct saga_save {
-    const saga_row_t *before;   /* the saga as loaded: its order id and version are checked */
-    const saga_state_t *next;   /* the state after the step */
-    const char *event;          /* machine input name (saga_event_name) */
-    const char *message_id;     /* the message handled, or NULL for a timer */
-    const char *why;            /* the machine's rule */
-    saga_timer_action_t timer;  /* keep, set (after timer_ms) or clear */
+    const saga_row_t *before;  /* the saga as loaded: its order id and version are checked */
+    const saga_state_t *next;  /* the state after the step */
+    const char *event;         /* machine input name (saga_event_name) */
+    const char *message_id;    /* the message handled, or NULL for a timer */
+    const char *why;           /* the machine's rule */
+    saga_timer_action_t timer; /* keep, set (after timer_ms) or clear */
     int timer_ms;
-    int expires_ms;             /* the answer's expires_at is now + this (the pay timeout) */
+    int expires_ms; /* the answer's expires_at is now + this (the pay timeout) */
 } saga_save_t;
 
 /* What the database answered for a saved step. */
 typedef struct saga_saved {
-    int version;                   /* the saga's new version */
-    char now[SAGA_TIME_LEN];       /* the transaction's now() */
+    int version;                    /* the saga's new version */
+    char now[SAGA_TIME_LEN];        /* the transaction's now() */
     char expires_at[SAGA_TIME_LEN]; /* now() + expires_ms */
 } saga_saved_t;
 
 /* Inserts row (borrowed; version 1, PENDING) and its creation step, caused by message_id.
  * Sets *created to 1, or to 0 if a saga for the order already exists (nothing written). */
-int saga_store_create(db_conn_t *db, const saga_row_t *row, const char *message_id,
-                      int *created, err_t *e) PETSTORE_NODISCARD;
+int saga_store_create(db_conn_t *db, const saga_row_t *row, const char *message_id, int *created,
+                      err_t *e) PETSTORE_NODISCARD;
 
 /* Loads the saga of order_id into out (zeroed or cleared first; caller clears it on success).
  * ERR_NOTFOUND if there is none, ERR_INVALID for an order id that is not a uuid. */

@@ -19,10 +19,7 @@ static const db_stmt_t append_stmt = {
     .nparams = 9,
 };
 
-static const char *nonempty(const char *s)
-{
-    return s != NULL && s[0] != '\0' ? s : NULL;
-}
+static const char *nonempty(const char *s) { return s != NULL && s[0] != '\0' ? s : NULL; }
 
 static int append(db_conn_t *db, const svc_msg_t *m, void *app, err_t *e)
 {
@@ -30,10 +27,15 @@ static int append(db_conn_t *db, const svc_msg_t *m, void *app, err_t *e)
     char *payload = json_dumps(m->payload, JSON_COMPACT);
     if (payload == NULL)
         return err_set(e, ERR_NOMEM, "out of memory");
-    const char *params[] = {m->env->message_id, m->env->type, m->routing_key ? m->routing_key : "",
-                            nonempty(m->env->source), nonempty(m->env->correlation_id),
-                            nonempty(m->env->causation_id), nonempty(m->env->traceparent),
-                            nonempty(m->env->time), payload};
+    const char *params[] = {m->env->message_id,
+                            m->env->type,
+                            m->routing_key ? m->routing_key : "",
+                            nonempty(m->env->source),
+                            nonempty(m->env->correlation_id),
+                            nonempty(m->env->causation_id),
+                            nonempty(m->env->traceparent),
+                            nonempty(m->env->time),
+                            payload};
     int rc = db_exec(db, &append_stmt, params, NULL, e);
     free(payload);
     return rc;

@@ -46,10 +46,7 @@ int buf_append(buf_t *b, const void *data, size_t n)
     return 0;
 }
 
-int buf_puts(buf_t *b, const char *s)
-{
-    return buf_append(b, s, strlen(s));
-}
+int buf_puts(buf_t *b, const char *s) { return buf_append(b, s, strlen(s)); }
 
 int buf_printf(buf_t *b, const char *fmt, ...)
 {

@@ -19,7 +19,10 @@ typedef struct buf {
     size_t cap; /* bytes allocated */
 } buf_t;
 
-#define BUF_INIT {NULL, 0, 0}
+#define BUF_INIT                                                                                   \
+    {                                                                                              \
+        NULL, 0, 0                                                                                 \
+    }
 
 /* Appends n bytes of data (n may be 0). Returns 0 or ERR_NOMEM (buffer unchanged). */
 int buf_append(buf_t *b, const void *data, size_t n) PETSTORE_NODISCARD;

@@ -131,9 +131,8 @@ static int check(cfg_value_t *val, const cfg_var_t *v)
         return 0;
     case CFG_CONNINFO:
         if (!conninfo_shaped(s))
-            return problem(val, v,
-                           "is not a libpq connection string (key=value ... or postgresql://...)",
-                           s);
+            return problem(
+                val, v, "is not a libpq connection string (key=value ... or postgresql://...)", s);
         return 0;
     case CFG_ENUM: {
         for (const char *const *e = v->enum_values; e != NULL && *e != NULL; e++)
@@ -229,10 +228,7 @@ nomem:
     return err_set(e, ERR_NOMEM, "out of memory loading configuration");
 }
 
-static const char *plain_getenv(const char *name)
-{
-    return getenv(name);
-}
+static const char *plain_getenv(const char *name) { return getenv(name); }
 
 int cfg_load(const cfg_var_t *vars, size_t n, cfg_t **out, err_t *e)
 {
@@ -288,15 +284,9 @@ static const cfg_value_t *find_number(const cfg_t *cfg, const char *name)
     return val;
 }
 
-const char *cfg_str(const cfg_t *cfg, const char *name)
-{
-    return find(cfg, name, NULL)->text;
-}
+const char *cfg_str(const cfg_t *cfg, const char *name) { return find(cfg, name, NULL)->text; }
 
-long cfg_long(const cfg_t *cfg, const char *name)
-{
-    return find_number(cfg, name)->number;
-}
+long cfg_long(const cfg_t *cfg, const char *name) { return find_number(cfg, name)->number; }
 
 int cfg_int(const cfg_t *cfg, const char *name)
 {
@@ -315,10 +305,7 @@ int cfg_bool(const cfg_t *cfg, const char *name)
     return val->flag;
 }
 
-int cfg_is_set(const cfg_t *cfg, const char *name)
-{
-    return find(cfg, name, NULL)->text != NULL;
-}
+int cfg_is_set(const cfg_t *cfg, const char *name) { return find(cfg, name, NULL)->text != NULL; }
 
 void cfg_free(cfg_t *cfg)
 {

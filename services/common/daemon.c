@@ -71,15 +71,9 @@ int daemon_signals_init(err_t *e)
     return 0;
 }
 
-int daemon_stopping(void)
-{
-    return atomic_load(&stopping);
-}
+int daemon_stopping(void) { return atomic_load(&stopping); }
 
-int daemon_stop_fd(void)
-{
-    return pipe_fds[0];
-}
+int daemon_stop_fd(void) { return pipe_fds[0]; }
 
 void daemon_request_stop(void)
 {
@@ -143,7 +137,4 @@ int daemon_backoff_next_ms(daemon_backoff_t *b)
     return half + (int)randombytes_uniform((uint32_t)(b->current_ms - half + 1));
 }
 
-void daemon_backoff_reset(daemon_backoff_t *b)
-{
-    b->current_ms = 0;
-}
+void daemon_backoff_reset(daemon_backoff_t *b) { b->current_ms = 0; }

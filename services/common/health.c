@@ -89,8 +89,8 @@ int health_ready_json(json_t **out)
         int ok = checks[i].fn(checks[i].arg, detail, sizeof(detail)) != 0;
         ready &= ok;
         json_t *seen = json_object_get(all, checks[i].name);
-        if (seen != NULL && (ok || strcmp(json_string_value(json_object_get(seen, "status")),
-                                          "fail") == 0))
+        if (seen != NULL &&
+            (ok || strcmp(json_string_value(json_object_get(seen, "status")), "fail") == 0))
             continue; /* a name shared by several checks shows its first failure */
         json_t *entry = json_pack("{s:s,s:s}", "status", ok ? "ok" : "fail", "detail", detail);
         if (entry == NULL) /* a detail that is not UTF-8 */

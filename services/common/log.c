@@ -41,10 +41,7 @@ int log_level_parse(const char *text, log_level_t *out)
     return ERR_INVALID;
 }
 
-int log_enabled(log_level_t level)
-{
-    return (int)level >= atomic_load(&log_min);
-}
+int log_enabled(log_level_t level) { return (int)level >= atomic_load(&log_min); }
 
 /* ---- which keys are secret ---- */
 
@@ -69,8 +66,8 @@ static int has_word_pan(const char *key)
 static int secret_key(const char *key)
 {
     static const char *const contains[] = {
-        "password", "passwd",  "secret", "token", "authorization", "cookie",     "cardnumber",
-        "cardnum",  "cardno",  "cvv",    "cvc",   "apikey",        "privatekey",
+        "password", "passwd", "secret", "token", "authorization", "cookie",     "cardnumber",
+        "cardnum",  "cardno", "cvv",    "cvc",   "apikey",        "privatekey",
     };
     static const char *const exact[] = {"card", "pan", "number"};
     if (strcmp(key, "card_last4") == 0)
@@ -227,10 +224,7 @@ static void scrub(json_t *v, size_t cap)
     }
 }
 
-void log_redact(json_t *obj)
-{
-    scrub(obj, 0);
-}
+void log_redact(json_t *obj) { scrub(obj, 0); }
 
 /* ---- writing ---- */
 

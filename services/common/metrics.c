@@ -323,8 +323,7 @@ static int render_series(buf_t *out, const struct metrics_series *s)
         rc = series_line(out, s->name, "_bucket", s->labels, le, (double)cumulative);
     }
     if (rc == 0)
-        rc = series_line(out, s->name, "_sum", s->labels, NULL,
-                         from_bits(atomic_load(&s->value)));
+        rc = series_line(out, s->name, "_sum", s->labels, NULL, from_bits(atomic_load(&s->value)));
     if (rc == 0)
         rc = series_line(out, s->name, "_count", s->labels, NULL, (double)cumulative);
     return rc;

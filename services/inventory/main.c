@@ -34,8 +34,12 @@ static const inventory_pet_t demo_pets[] = {
 #define MAX_CONSUMERS 8
 
 static const cfg_var_t inventory_vars[] = {
-    {.name = "INVENTORY_CONSUMERS", .kind = CFG_INT, .default_value = "2", .min = 1,
-     .max = MAX_CONSUMERS, .help = "consumer threads competing for inventory.commands"},
+    {.name = "INVENTORY_CONSUMERS",
+     .kind = CFG_INT,
+     .default_value = "2",
+     .min = 1,
+     .max = MAX_CONSUMERS,
+     .help = "consumer threads competing for inventory.commands"},
 };
 
 /* The consumer count must be known before svc_main reads the configuration, so it is read here
@@ -52,9 +56,14 @@ static size_t consumer_count(void)
 }
 
 static const cfg_var_t seed_vars[] = {
-    {.name = "DATABASE_URL", .kind = CFG_CONNINFO, .required = 1, .secret = 1,
+    {.name = "DATABASE_URL",
+     .kind = CFG_CONNINFO,
+     .required = 1,
+     .secret = 1,
      .help = "libpq connection string of the inventory database"},
-    {.name = "LOG_LEVEL", .kind = CFG_ENUM, .default_value = "info",
+    {.name = "LOG_LEVEL",
+     .kind = CFG_ENUM,
+     .default_value = "info",
      .enum_values = (const char *const[]){"debug", "info", "warn", "error", NULL},
      .help = "minimum level logged"},
 };
@@ -114,10 +123,7 @@ static int inventory_init(svc_t *svc, void **app, err_t *e)
     return rc;
 }
 
-static void inventory_fini(void *app)
-{
-    inventory_app_free(app);
-}
+static void inventory_fini(void *app) { inventory_app_free(app); }
 
 int main(int argc, char **argv)
 {

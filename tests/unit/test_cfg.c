@@ -135,9 +135,9 @@ static void test_every_kind_accepts_its_valid_spellings(void **state)
 static void test_every_problem_is_reported_at_once(void **state)
 {
     (void)state;
-    static const char *const env[] = {"AMQP_URL=http://nope", "HTTP_PORT=80a", "BATCH=0",
-                                      "POLL_MS=abc",          "VERBOSE=maybe", "LOG_LEVEL=loud",
-                                      NULL};
+    static const char *const env[] = {
+        "AMQP_URL=http://nope", "HTTP_PORT=80a",  "BATCH=0", "POLL_MS=abc",
+        "VERBOSE=maybe",        "LOG_LEVEL=loud", NULL};
     fake_env = env;
     cfg_t *c = NULL;
     err_t e;
@@ -186,8 +186,8 @@ static void test_integers_are_plain_decimal_within_their_range(void **state)
 static void test_connection_settings_that_are_plainly_something_else_are_refused(void **state)
 {
     (void)state;
-    const char *const env1[] = {"DATABASE_URL=db.example.com", "AMQP_URL=amqp://h",
-                                "HTTP_PORT=1", NULL};
+    const char *const env1[] = {"DATABASE_URL=db.example.com", "AMQP_URL=amqp://h", "HTTP_PORT=1",
+                                NULL};
     assert_string_equal(only_problem(env1), "DATABASE_URL: is not a libpq connection string "
                                             "(key=value ... or postgresql://...)\n");
     const char *const env2[] = {"DATABASE_URL=amqp://u:p@h/", "AMQP_URL=amqp://h", "HTTP_PORT=1",
@@ -208,14 +208,14 @@ static void test_secret_values_never_appear_in_problems(void **state)
         {.name = "S_INT", .kind = CFG_INT, .secret = 1},
         {.name = "S_PORT", .kind = CFG_PORT, .secret = 1},
         {.name = "S_BOOL", .kind = CFG_BOOL, .secret = 1},
-        {.name = "S_ENUM",
-         .kind = CFG_ENUM,
-         .secret = 1,
-         .enum_values = ab},
+        {.name = "S_ENUM", .kind = CFG_ENUM, .secret = 1, .enum_values = ab},
     };
-    static const char *const env[] = {"S_CONN=pa55word", "S_AMQP=http://u:pa55word@h/",
-                                      "S_INT=pa55word",  "S_PORT=pa55word",
-                                      "S_BOOL=pa55word", "S_ENUM=pa55word",
+    static const char *const env[] = {"S_CONN=pa55word",
+                                      "S_AMQP=http://u:pa55word@h/",
+                                      "S_INT=pa55word",
+                                      "S_PORT=pa55word",
+                                      "S_BOOL=pa55word",
+                                      "S_ENUM=pa55word",
                                       NULL};
     fake_env = env;
     cfg_t *c = NULL;

@@ -13,16 +13,14 @@
 
 static const char *status_of(json_t *report, const char *name)
 {
-    return json_string_value(json_object_get(json_object_get(json_object_get(report, "checks"),
-                                                             name),
-                                             "status"));
+    return json_string_value(
+        json_object_get(json_object_get(json_object_get(report, "checks"), name), "status"));
 }
 
 static const char *detail_of(json_t *report, const char *name)
 {
-    return json_string_value(json_object_get(json_object_get(json_object_get(report, "checks"),
-                                                             name),
-                                             "detail"));
+    return json_string_value(
+        json_object_get(json_object_get(json_object_get(report, "checks"), name), "detail"));
 }
 
 static void test_an_empty_registry_is_ready(void **state)

@@ -25,7 +25,8 @@ static void test_patterns_match_literal_segments_and_capture_parameters(void **s
     (void)state;
     const char *names[4];
     char values[4][128];
-    assert_int_equal(http_match("/v1/orders/{id}/cancel", "/v1/orders/abc/cancel", names, values, 4), 1);
+    assert_int_equal(
+        http_match("/v1/orders/{id}/cancel", "/v1/orders/abc/cancel", names, values, 4), 1);
     assert_string_equal(values[0], "abc");
     assert_int_equal(strncmp(names[0], "{id}", 4), 0);
     assert_int_equal(http_match("/v1/orders", "/v1/orders", names, values, 4), 0);
@@ -39,8 +40,9 @@ static void test_patterns_match_literal_segments_and_capture_parameters(void **s
 static void test_a_problem_document_follows_rfc_9457(void **state)
 {
     (void)state;
-    json_t *p = http_problem_json(422, "validation-failed", "Unprocessable Content", "bad fields",
-                                  "/v1/orders", json_pack("{s:[{s:s}]}", "errors", "field", "pet_ids"));
+    json_t *p =
+        http_problem_json(422, "validation-failed", "Unprocessable Content", "bad fields",
+                          "/v1/orders", json_pack("{s:[{s:s}]}", "errors", "field", "pet_ids"));
     assert_string_equal(json_string_value(json_object_get(p, "type")),
                         "https://petstore.example/problems/validation-failed");
     assert_string_equal(json_string_value(json_object_get(p, "title")), "Unprocessable Content");
@@ -144,17 +146,14 @@ static char *req(int port, const char *method, const char *path, const char *hea
                  const char *body)
 {
     char text[4096];
-    int n = snprintf(text, sizeof(text),
-                     "%s %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n%sContent-Length: %zu\r\n\r\n%s",
-                     method, path, headers ? headers : "", body ? strlen(body) : 0,
-                     body ? body : "");
+    int n = snprintf(
+        text, sizeof(text),
+        "%s %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n%sContent-Length: %zu\r\n\r\n%s", method,
+        path, headers ? headers : "", body ? strlen(body) : 0, body ? body : "");
     return roundtrip(port, text, (size_t)n);
 }
 
-static int status_of(const char *resp)
-{
-    return atoi(resp + 9);
-}
+static int status_of(const char *resp) { return atoi(resp + 9); }
 
 static void test_a_live_server_routes_validates_and_answers_problems(void **state)
 {

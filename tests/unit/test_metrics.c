@@ -59,24 +59,23 @@ static void test_the_registry_renders_the_text_format_exactly(void **state)
     metrics_counter_add(metrics_counter("g_jobs_total", NULL, "queue=\"c\""), 1);
 
     char *text = render_registry();
-    assert_string_equal(
-        text, "# HELP g_jobs_total Jobs done, by queue\n"
-              "# TYPE g_jobs_total counter\n"
-              "g_jobs_total{queue=\"a\"} 3\n"
-              "g_jobs_total{queue=\"b\"} 0\n"
-              "g_jobs_total{queue=\"c\"} 1\n"
-              "# HELP g_backlog Rows waiting\\nsecond line \\\\ backslash\n"
-              "# TYPE g_backlog gauge\n"
-              "g_backlog 5.5\n"
-              "# HELP g_latency_seconds Latency\n"
-              "# TYPE g_latency_seconds histogram\n"
-              "g_latency_seconds_bucket{route=\"/v1/orders/{id}\",le=\"0.1\"} 0\n"
-              "g_latency_seconds_bucket{route=\"/v1/orders/{id}\",le=\"0.25\"} 2\n"
-              "g_latency_seconds_bucket{route=\"/v1/orders/{id}\",le=\"0.5\"} 3\n"
-              "g_latency_seconds_bucket{route=\"/v1/orders/{id}\",le=\"2.5\"} 3\n"
-              "g_latency_seconds_bucket{route=\"/v1/orders/{id}\",le=\"+Inf\"} 4\n"
-              "g_latency_seconds_sum{route=\"/v1/orders/{id}\"} 3.875\n"
-              "g_latency_seconds_count{route=\"/v1/orders/{id}\"} 4\n");
+    assert_string_equal(text, "# HELP g_jobs_total Jobs done, by queue\n"
+                              "# TYPE g_jobs_total counter\n"
+                              "g_jobs_total{queue=\"a\"} 3\n"
+                              "g_jobs_total{queue=\"b\"} 0\n"
+                              "g_jobs_total{queue=\"c\"} 1\n"
+                              "# HELP g_backlog Rows waiting\\nsecond line \\\\ backslash\n"
+                              "# TYPE g_backlog gauge\n"
+                              "g_backlog 5.5\n"
+                              "# HELP g_latency_seconds Latency\n"
+                              "# TYPE g_latency_seconds histogram\n"
+                              "g_latency_seconds_bucket{route=\"/v1/orders/{id}\",le=\"0.1\"} 0\n"
+                              "g_latency_seconds_bucket{route=\"/v1/orders/{id}\",le=\"0.25\"} 2\n"
+                              "g_latency_seconds_bucket{route=\"/v1/orders/{id}\",le=\"0.5\"} 3\n"
+                              "g_latency_seconds_bucket{route=\"/v1/orders/{id}\",le=\"2.5\"} 3\n"
+                              "g_latency_seconds_bucket{route=\"/v1/orders/{id}\",le=\"+Inf\"} 4\n"
+                              "g_latency_seconds_sum{route=\"/v1/orders/{id}\"} 3.875\n"
+                              "g_latency_seconds_count{route=\"/v1/orders/{id}\"} 4\n");
     free(text);
 }
 
@@ -121,7 +120,7 @@ static void test_malformed_names_labels_and_bounds_are_refused(void **state)
             fail_msg("accepted name \"%s\"", names[i]);
     assert_null(metrics_counter(NULL, "x", NULL));
     assert_non_null(metrics_counter("m_ok:sub_total", "x", NULL));
-    const char *labels[] = {"queue=a",   "queue=\"a",    "=\"x\"",         "a=\"x\",",
+    const char *labels[] = {"queue=a",   "queue=\"a",      "=\"x\"",           "a=\"x\",",
                             "a=\"\\q\"", "a=\"x\"b=\"y\"", "a=\"x\",9b=\"y\"", "a = \"x\""};
     for (size_t i = 0; i < sizeof(labels) / sizeof(labels[0]); i++)
         if (metrics_counter("m_labels_total", "x", labels[i]) != NULL)

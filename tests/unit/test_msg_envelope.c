@@ -99,14 +99,8 @@ static void expect_refused(void (*breaker)(msg_envelope_t *), const char *want)
         fail_msg("error \"%s\" lacks \"%s\"", e.msg, want);
 }
 
-static void bad_message_id(msg_envelope_t *env)
-{
-    env->message_id[8] = '_';
-}
-static void empty_message_id(msg_envelope_t *env)
-{
-    env->message_id[0] = '\0';
-}
+static void bad_message_id(msg_envelope_t *env) { env->message_id[8] = '_'; }
+static void empty_message_id(msg_envelope_t *env) { env->message_id[0] = '\0'; }
 static void unknown_type(msg_envelope_t *env)
 {
     snprintf(env->type, sizeof(env->type), "%s", "payment.charge.v9");
@@ -123,10 +117,7 @@ static void bad_time(msg_envelope_t *env)
 {
     snprintf(env->time, sizeof(env->time), "%s", "2026-11-23 05:30:12");
 }
-static void bad_traceparent(msg_envelope_t *env)
-{
-    env->traceparent[0] = 'f';
-}
+static void bad_traceparent(msg_envelope_t *env) { env->traceparent[0] = 'f'; }
 static void zero_trace_id(msg_envelope_t *env)
 {
     snprintf(env->traceparent, sizeof(env->traceparent), "%s",
@@ -141,10 +132,7 @@ static void spaced_app_id(msg_envelope_t *env)
 {
     snprintf(env->app_id, sizeof(env->app_id), "%s", "order saga");
 }
-static void unterminated_type(msg_envelope_t *env)
-{
-    memset(env->type, 'a', sizeof(env->type));
-}
+static void unterminated_type(msg_envelope_t *env) { memset(env->type, 'a', sizeof(env->type)); }
 
 static void test_headers_refuse_a_malformed_envelope_naming_the_member(void **state)
 {
@@ -181,9 +169,8 @@ static void test_headers_round_trip_through_the_consumer_side(void **state)
     (void)state;
     err_clear(&e);
     assert_int_equal(msg_envelope_headers(&sent, &h, &e), 0);
-    assert_int_equal(msg_envelope_from_headers(h, sent.message_id, sent.type,
-                                               sent.correlation_id, &got, &e),
-                     0);
+    assert_int_equal(
+        msg_envelope_from_headers(h, sent.message_id, sent.type, sent.correlation_id, &got, &e), 0);
     assert_string_equal(got.message_id, sent.message_id);
     assert_string_equal(got.correlation_id, sent.correlation_id);
     assert_string_equal(got.causation_id, sent.causation_id);
@@ -201,9 +188,8 @@ static void test_consumer_side_accepts_a_message_without_headers_or_order(void *
     err_t e;
     (void)state;
     err_clear(&e);
-    assert_int_equal(msg_envelope_from_headers(NULL, MESSAGE_ID, "inventory.list_pet.v1", NULL,
-                                               &got, &e),
-                     0);
+    assert_int_equal(
+        msg_envelope_from_headers(NULL, MESSAGE_ID, "inventory.list_pet.v1", NULL, &got, &e), 0);
     assert_string_equal(got.message_id, MESSAGE_ID);
     assert_string_equal(got.type, "inventory.list_pet.v1");
     assert_string_equal(got.correlation_id, "");
@@ -211,9 +197,8 @@ static void test_consumer_side_accepts_a_message_without_headers_or_order(void *
     assert_string_equal(got.traceparent, "");
     assert_string_equal(got.source, "");
     assert_string_equal(got.app_id, "");
-    assert_int_equal(msg_envelope_from_headers(NULL, MESSAGE_ID, "inventory.list_pet.v1", "",
-                                               &got, &e),
-                     0);
+    assert_int_equal(
+        msg_envelope_from_headers(NULL, MESSAGE_ID, "inventory.list_pet.v1", "", &got, &e), 0);
 }
 
 static void test_consumer_side_ignores_unknown_headers(void **state)

@@ -77,7 +77,7 @@ static void test_a_v7_id_starts_with_the_current_unix_milliseconds(void **state)
 
 static void *make_ids(void *arg)
 {
-    char (*ids)[UUID_STR_LEN] = arg;
+    char(*ids)[UUID_STR_LEN] = arg;
     for (int i = 0; i < PER_THREAD; i++)
         uuid_v7(ids[i]);
     return NULL;
@@ -86,7 +86,7 @@ static void *make_ids(void *arg)
 static void test_v7_ids_from_several_threads_are_unique_and_ordered_per_thread(void **state)
 {
     (void)state;
-    char (*ids)[UUID_STR_LEN] = calloc(THREADS * PER_THREAD, UUID_STR_LEN);
+    char(*ids)[UUID_STR_LEN] = calloc(THREADS * PER_THREAD, UUID_STR_LEN);
     assert_non_null(ids);
     pthread_t t[THREADS];
     for (int i = 0; i < THREADS; i++)
@@ -105,7 +105,7 @@ static void test_v7_ids_from_several_threads_are_unique_and_ordered_per_thread(v
 static void test_v4_ids_carry_version_4_the_rfc_variant_and_do_not_repeat(void **state)
 {
     (void)state;
-    char (*ids)[UUID_STR_LEN] = calloc(2000, UUID_STR_LEN);
+    char(*ids)[UUID_STR_LEN] = calloc(2000, UUID_STR_LEN);
     assert_non_null(ids);
     for (int i = 0; i < 2000; i++) {
         uuid_v4(ids[i]);
@@ -129,11 +129,9 @@ static void test_only_the_canonical_lower_case_form_is_valid(void **state)
         "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5",   /* 35 characters */
         "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b0", /* 37 characters */
         "0190a1b2c3d47e5f8a9b0c1d2e3f4a5b1234",  /* no dashes */
-        "{0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b}",
-        "0190a1b2-c3d4-7e5f-8a9b_0c1d2e3f4a5b",
+        "{0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b}", "0190a1b2-c3d4-7e5f-8a9b_0c1d2e3f4a5b",
         "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4g5b", /* g is not hex */
-        " 0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b",
-        "",
+        " 0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b",  "",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         if (uuid_valid(bad[i]))

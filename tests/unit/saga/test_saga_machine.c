@@ -37,12 +37,13 @@ static saga_output_t step(saga_state_t *s, saga_event_t ev, saga_reason_t reason
  * from DESIGN.md section 4, independently of the table in machine.c. Compensating states are
  * entered with every compensation pending. */
 static const int expected[SAGA_STATUS_COUNT][SAGA_EVENT_COUNT] = {
-    /*                 PLACED  RESERVED  REJECTED  CHARGED  DECLINED  SALE_CONF  RELEASED  REFUNDED  CANCEL  TIMEOUT */
+    /*                 PLACED  RESERVED  REJECTED  CHARGED  DECLINED  SALE_CONF  RELEASED  REFUNDED
+       CANCEL  TIMEOUT */
     [SAGA_PENDING] = {SAGA_RESERVING, -1, -1, -1, -1, -1, -1, -1, -1, -1},
     [SAGA_RESERVING] = {-1, SAGA_PAYING, SAGA_CANCELLED, -1, -1, -1, -1, -1, SAGA_COMPENSATING,
                         SAGA_COMPENSATING},
-    [SAGA_PAYING] = {-1, -1, -1, SAGA_CONFIRMING, SAGA_COMPENSATING, -1, -1, -1,
-                     SAGA_COMPENSATING, SAGA_COMPENSATING},
+    [SAGA_PAYING] = {-1, -1, -1, SAGA_CONFIRMING, SAGA_COMPENSATING, -1, -1, -1, SAGA_COMPENSATING,
+                     SAGA_COMPENSATING},
     [SAGA_CONFIRMING] = {-1, -1, -1, -1, -1, SAGA_COMPLETED, -1, -1, -1, SAGA_CONFIRMING},
     [SAGA_COMPLETED] = {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1},
     [SAGA_COMPENSATING] = {-1, -1, -1, -1, -1, -1, SAGA_COMPENSATING, SAGA_COMPENSATING, -1,
