@@ -19,6 +19,7 @@
 #include "db_array.h"
 #include "order_status.h"
 #include "storefront.h"
+#include "uuid.h"
 
 static const db_stmt_t get_order_stmt = {
     .name = "sf_get_order",
@@ -155,4 +156,17 @@ int sf_apply_order_status(db_conn_t *db, const json_t *p, err_t *e)
                             json_string_value(json_object_get(p, "reason")), version,
                             json_string_value(json_object_get(p, "occurred_at"))};
     return db_exec(db, &order_status_stmt, params, NULL, e);
+}
+
+int sf_order_load_or_answer(http_request_t *req, db_conn_t *db, const char *id, const char *user_id,
+                            json_t **out)
+{
+    err_t e;
+    err_clear(&e);
+    int rc = uuid_valid(id) ? sf_order_load(db, id, user_id, out, &e) : ERR_NOTFOUND;
+    if (rc == ERR_NOTFOUND)
+        http_respond_kind(req, HTTP_PROBLEM_NOT_FOUND, "no such order", NULL);
+    else if (rc != 0)
+        sf_db_error(req, &e);
+    return rc == 0;
 }

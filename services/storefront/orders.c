@@ -416,17 +416,8 @@ int sf_get_order(http_request_t *req, void *svc)
         }
     }
     json_t *order = NULL;
-    err_t e;
-    err_clear(&e);
-    int rc = sf_order_load(db, id, user_id, &order, &e);
-    if (rc == ERR_NOTFOUND) {
-        http_respond_kind(req, HTTP_PROBLEM_NOT_FOUND, "no such order", NULL);
+    if (!sf_order_load_or_answer(req, db, id, user_id, &order))
         return 0;
-    }
-    if (rc != 0) {
-        sf_db_error(req, &e);
-        return 0;
-    }
     const char *current = json_string_value(json_object_get(order, "status"));
     const char *leave = http_query(req, "status");
     if (leave == NULL)

@@ -57,6 +57,11 @@ int sf_delete_cart_item(http_request_t *req, void *svc);
  * when it is not the user's. */
 int sf_order_load(db_conn_t *db, const char *order_id, const char *user_id, json_t **out,
                   err_t *e) PETSTORE_NODISCARD;
+/* For a route: loads the caller's order `id` (new reference in *out) and returns 1, or answers
+ * 404 (a malformed or unknown id, or someone else's order) or the database error, and returns
+ * 0. */
+int sf_order_load_or_answer(http_request_t *req, db_conn_t *db, const char *id, const char *user_id,
+                            json_t **out);
 /* The user's orders as the API lists them, newest first, at most 100, without history (new
  * array in *out). */
 int sf_orders_list(db_conn_t *db, const char *user_id, json_t **out, err_t *e) PETSTORE_NODISCARD;

@@ -107,17 +107,8 @@ int sf_get_order_events(http_request_t *req, void *svc)
         return 0;
     const char *id = http_param(req, "id");
     json_t *order = NULL;
-    err_t e;
-    err_clear(&e);
-    int rc = uuid_valid(id) ? sf_order_load(db, id, user_id, &order, &e) : ERR_NOTFOUND;
-    if (rc == ERR_NOTFOUND) {
-        http_respond_kind(req, HTTP_PROBLEM_NOT_FOUND, "no such order", NULL);
+    if (!sf_order_load_or_answer(req, db, id, user_id, &order))
         return 0;
-    }
-    if (rc != 0) {
-        sf_db_error(req, &e);
-        return 0;
-    }
     http_stream_t *st = http_stream_start(req, "text/event-stream");
     if (st == NULL) {
         json_decref(order);

@@ -10,7 +10,7 @@ import pytest
 
 import db
 from amqp import Broker, envelope, get_all, queue_info
-from petstore_env import binary, need
+from petstore_env import binary
 from wait import wait_until
 
 
@@ -356,12 +356,8 @@ def test_semantically_impossible_commands_are_dead_lettered_by_the_handler(inv):
 
 @pytest.fixture
 def scratch_db():
-    name = "inv_" + uuid.uuid4().hex[:12]
-    admin = db.admin()
-    db.rows(admin, f"CREATE DATABASE {name}")
-    yield need("PETSTORE_PG_ADMIN_URL") + f" dbname={name}"
-    db.rows(admin, f"DROP DATABASE {name} WITH (FORCE)")
-    admin.close()
+    with db.scratch("inv") as url:
+        yield url
 
 
 def seed(url):

@@ -18,12 +18,8 @@ RELAY = "outbox/outbox-relay"
 
 @pytest.fixture
 def scratch_db():
-    name = "mig_" + uuid.uuid4().hex[:12]
-    admin = db.admin()
-    db.rows(admin, f"CREATE DATABASE {name}")
-    yield need("PETSTORE_PG_ADMIN_URL") + f" dbname={name}"
-    db.rows(admin, f"DROP DATABASE {name} WITH (FORCE)")
-    admin.close()
+    with db.scratch("mig") as url:
+        yield url
 
 
 def migrate(url):

@@ -92,12 +92,8 @@ def hold_for(seconds, check, what):
 
 @pytest.fixture
 def scratch_url():
-    name = "supervisor_" + uuid.uuid4().hex[:12]
-    admin = db.admin()
-    db.rows(admin, f"CREATE DATABASE {name}")
-    yield need("PETSTORE_PG_ADMIN_URL") + f" dbname={name}"
-    db.rows(admin, f"DROP DATABASE {name} WITH (FORCE)")
-    admin.close()
+    with db.scratch("supervisor") as url:
+        yield url
 
 
 def test_an_idle_relay_stays_connected_and_ready_past_two_heartbeat_intervals(scratch_url):

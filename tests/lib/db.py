@@ -1,4 +1,7 @@
 """Direct database access for assertions (and for arranging test data)."""
+import contextlib
+import uuid
+
 import psycopg2
 import psycopg2.extras
 
@@ -29,3 +32,17 @@ def value(conn, sql, *args):
         cur.execute(sql, args)
         row = cur.fetchone()
         return row[0] if row else None
+
+
+@contextlib.contextmanager
+def scratch(prefix):
+    """A new empty database on the system's server for the duration of the block; yields its
+    libpq connection string (as the administrator). Dropped afterwards, sessions and all."""
+    name = prefix + "_" + uuid.uuid4().hex[:12]
+    conn = admin()
+    rows(conn, f"CREATE DATABASE {name}")
+    try:
+        yield need("PETSTORE_PG_ADMIN_URL") + f" dbname={name}"
+    finally:
+        rows(conn, f"DROP DATABASE {name} WITH (FORCE)")
+        conn.close()
