@@ -19,6 +19,7 @@
 #include "health.h"
 #include "http.h"
 #include "metrics.h"
+#include "raw_http.h"
 
 static void test_patterns_match_literal_segments_and_capture_parameters(void **state)
 {
@@ -117,31 +118,6 @@ static const http_route_t routes[] = {
     {"GET", "/v1/later", later},
 };
 
-/* Sends a raw request, returns the whole response (malloc'd). */
-static char *roundtrip(int port, const char *request, size_t len)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    size_t off = 0;
-    while (off < len) {
-        ssize_t w = write(fd, request + off, len - off);
-        if (w <= 0)
-            break;
-        off += (size_t)w;
-    }
-    shutdown(fd, SHUT_WR);
-    size_t cap = 65536, n = 0;
-    char *buf = malloc(cap);
-    ssize_t r;
-    while ((r = read(fd, buf + n, cap - n - 1)) > 0)
-        n += (size_t)r;
-    buf[n] = '\0';
-    close(fd);
-    return buf;
-}
-
 static char *req(int port, const char *method, const char *path, const char *headers,
                  const char *body)
 {
@@ -150,7 +126,7 @@ static char *req(int port, const char *method, const char *path, const char *hea
         text, sizeof(text),
         "%s %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n%sContent-Length: %zu\r\n\r\n%s", method,
         path, headers ? headers : "", body ? strlen(body) : 0, body ? body : "");
-    return roundtrip(port, text, (size_t)n);
+    return raw_http_roundtrip(port, text, (size_t)n);
 }
 
 static int status_of(const char *resp) { return atoi(resp + 9); }

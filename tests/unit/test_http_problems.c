@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "http.h"
+#include "raw_http.h"
 
 typedef struct expected {
     http_problem_kind_t kind;
@@ -109,19 +110,7 @@ static char *get(int port, const char *path)
     char request[256];
     int len = snprintf(request, sizeof(request),
                        "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", path);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    assert_int_equal(write(fd, request, (size_t)len), len);
-    size_t cap = 65536, n = 0;
-    char *buf = malloc(cap);
-    ssize_t r;
-    while ((r = read(fd, buf + n, cap - n - 1)) > 0)
-        n += (size_t)r;
-    buf[n] = '\0';
-    close(fd);
-    return buf;
+    return raw_http_roundtrip(port, request, (size_t)len);
 }
 
 /* The body of a response (borrowed from it). */
