@@ -36,7 +36,7 @@
  * the wire and in databases, never the number. */
 typedef enum msg_type {
     MSG_NONE = 0,
-#define X(id, name, exchange, routing_key, fields) id,
+#define X(id, name, exchange, routing_key, producer, fields) id,
 #include "msg_types.def"
 #undef X
     MSG__COUNT
@@ -48,10 +48,17 @@ typedef struct msg_type_info {
     const char *exchange;    /* MSG_EXCHANGE_COMMANDS or MSG_EXCHANGE_EVENTS */
     const char *routing_key; /* commands: the target service; events: name without ".vN" */
     int is_command;          /* 1 for commands, 0 for events */
+    const char *producer;    /* the RabbitMQ user of the one service that produces it */
 } msg_type_info_t;
 
 /* The static description of type, or NULL for MSG_NONE and anything out of range. Borrowed. */
 const msg_type_info_t *msg_type_info(msg_type_t type);
+
+/* The RabbitMQ user of the one service allowed to produce type ("storefront", "inventory",
+ * "payment", "saga"), or NULL for MSG_NONE and anything out of range. A consumer compares it
+ * with a delivery's user_id property, which the broker has checked against the publisher's
+ * login. Borrowed, static. */
+const char *msg_type_producer(msg_type_t type);
 
 /* Looks up a type by its exact name ("inventory.reserve.v1"). Sets *out and returns 0, or returns
  * ERR_INVALID for NULL or an unknown name (*out untouched). */

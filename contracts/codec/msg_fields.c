@@ -176,8 +176,10 @@ static const msg_field_t fields_saga_order_status_changed_v1[] = {
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
 static const msg_type_def_t types[MSG__COUNT] = {
-#define X(id, name, exchange, routing_key, fields)                                                 \
-    [id] = {{name, EXCHANGE_##exchange, routing_key, IS_COMMAND_##exchange}, fields, COUNT(fields)},
+#define X(id, name, exchange, routing_key, producer, fields)                                       \
+    [id] = {{name, EXCHANGE_##exchange, routing_key, IS_COMMAND_##exchange, producer},             \
+            fields,                                                                                \
+            COUNT(fields)},
 #include "msg_types.def"
 #undef X
 };
@@ -193,6 +195,12 @@ const msg_type_info_t *msg_type_info(msg_type_t type)
 {
     const msg_type_def_t *def = msg__type_def(type);
     return def != NULL ? &def->info : NULL;
+}
+
+const char *msg_type_producer(msg_type_t type)
+{
+    const msg_type_def_t *def = msg__type_def(type);
+    return def != NULL ? def->info.producer : NULL;
 }
 
 int msg_type_from_name(const char *name, msg_type_t *out)

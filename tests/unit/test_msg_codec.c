@@ -418,6 +418,11 @@ static void test_every_schema_restates_its_field_table(void **state)
             print_error("%s: exchange or routing key differs from msg_types.def\n", name);
             failures++;
         }
+        if (strcmp(str_at(s, "x-petstore-producer"), def->info.producer) != 0 ||
+            strcmp(msg_type_producer((msg_type_t)t), def->info.producer) != 0) {
+            print_error("%s: producer differs from msg_types.def\n", name);
+            failures++;
+        }
         if (json_object_size(props) != def->n_fields) {
             print_error("%s: %zu properties, the table has %zu fields\n", name,
                         json_object_size(props), def->n_fields);
@@ -508,6 +513,11 @@ static void test_type_info_is_null_for_none_and_out_of_range_values(void **state
     assert_null(msg_type_info(MSG_NONE));
     assert_null(msg_type_info(MSG__COUNT));
     assert_null(msg_type_info((msg_type_t)-1));
+    assert_null(msg_type_producer(MSG_NONE));
+    assert_null(msg_type_producer(MSG__COUNT));
+    assert_string_equal(msg_type_producer(MSG_PAYMENT_CHARGED_V1), "payment");
+    assert_string_equal(msg_type_producer(MSG_PAYMENT_CHARGE_V1), "saga");
+    assert_string_equal(msg_type_producer(MSG_ORDER_PLACED_V1), "storefront");
     assert_non_null(msg_type_info(MSG_PAYMENT_CHARGE_V1));
     assert_string_equal(msg_type_info(MSG_PAYMENT_CHARGE_V1)->routing_key, "payment");
     assert_string_equal(msg_type_info(MSG_SAGA_ORDER_STATUS_CHANGED_V1)->routing_key,

@@ -25,16 +25,21 @@ SCHEMA_ID = "https://petstore.example/contracts/{}.json"
 EXCHANGES = {"COMMANDS": "petstore.commands", "EVENTS": "petstore.events"}
 
 DEF_LINE = re.compile(
-    r'^X\((MSG_\w+),\s*"([^"]+)",\s*(COMMANDS|EVENTS),\s*"([^"]+)",\s*(\w+)\)\s*$')
+    r'^X\((MSG_\w+),\s*"([^"]+)",\s*(COMMANDS|EVENTS),\s*"([^"]+)",\s*"([^"]+)",\s*(\w+)\)\s*$')
 
 
 def def_types():
     """{type name: (exchange, routing key)} from msg_types.def."""
+    return {name: (exchange, key) for name, (exchange, key, _) in def_table().items()}
+
+
+def def_table():
+    """{type name: (exchange, routing key, producer)} from msg_types.def."""
     types = {}
     for line in TYPES_DEF.read_text().splitlines():
         m = DEF_LINE.match(line)
         if m:
-            types[m.group(2)] = (EXCHANGES[m.group(3)], m.group(4))
+            types[m.group(2)] = (EXCHANGES[m.group(3)], m.group(4), m.group(5))
     assert types, "no X(...) lines found in msg_types.def"
     return types
 
@@ -105,7 +110,7 @@ def test_every_type_in_msg_types_def_has_a_schema_and_every_schema_a_type():
 def test_every_schema_is_a_draft_2020_12_schema_with_the_agreed_header(type_name):
     schema = load_schema(type_name)
     Draft202012Validator.check_schema(schema)
-    exchange, routing_key = def_types()[type_name]
+    exchange, routing_key, producer = def_table()[type_name]
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert schema["$id"] == SCHEMA_ID.format(type_name)
     assert schema["title"] == type_name
@@ -113,6 +118,7 @@ def test_every_schema_is_a_draft_2020_12_schema_with_the_agreed_header(type_name
     assert schema["additionalProperties"] is True
     assert schema["x-petstore-exchange"] == exchange
     assert schema["x-petstore-routing-key"] == routing_key
+    assert schema["x-petstore-producer"] == producer
     assert set(schema["required"]) <= set(schema["properties"])
 
 
@@ -251,3 +257,32 @@ def test_the_asyncapi_document_maps_every_type_and_resolves_every_reference():
                 received.add(type_name)
     assert sorted(set(types) - sent) == [], "types nobody sends"
     assert sorted(set(types) - received) == [], "types nobody receives"
+
+
+DEFINITIONS = SOURCE / "broker-config" / "definitions.json"
+
+
+def test_each_producer_may_write_its_own_types_and_no_other_user_may():
+    """The broker's permissions agree with the producer column of msg_types.def: a producer's
+    user may write its types' exchange (and, for events, their routing keys under its topic
+    permissions); every other service user that may write to petstore.events is refused the
+    routing key of an event it does not produce."""
+    defs = json.loads(DEFINITIONS.read_text())
+    users = {u["name"] for u in defs["users"]}
+    writes = {p["user"]: re.compile(p["write"]) for p in defs["permissions"]
+              if p["vhost"] == "petstore"}
+    topics = {(t["user"], t["exchange"]): re.compile(t["write"])
+              for t in defs["topic_permissions"] if t["vhost"] == "petstore"}
+    for name, (exchange, key, producer) in def_table().items():
+        assert producer in users, f"{name}: producer {producer} is no broker user"
+        assert writes[producer].search(exchange), f"{name}: {producer} may not write {exchange}"
+        if exchange != "petstore.events":
+            continue  # a direct exchange: topic permissions do not apply, consumers check
+        topic = topics.get((producer, exchange))
+        assert topic is not None and topic.search(key), f"{name}: {producer} may not write {key}"
+        for user, write in writes.items():
+            if user in (producer, "admin") or not write.search(exchange):
+                continue
+            other = topics.get((user, exchange))
+            assert other is not None, f"{user} may write any routing key of {exchange}"
+            assert not other.search(key), f"{user} may write {key}, which only {producer} produces"
