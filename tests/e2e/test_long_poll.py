@@ -1,49 +1,22 @@
 """Long polls on an order (GET /v1/orders/{id}?wait=S&status=X) answer as soon as the status
 leaves X, on whichever storefront instance holds the request: the order-updates fanout reaches
 every instance."""
-import os
-import socket
-import subprocess
 import uuid
 
 import pytest
 
 import httpc
-from petstore_env import binary, need
 from shop import api, create_card, create_pet, new_customer, petstore, place_order, wait_status
+from storefront_proc import Storefront
 from wait import wait_until
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
 def second_storefront():
     """Another storefront process on its own port, sharing the database and the broker."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k.startswith(("ASAN_", "UBSAN_", "PATH"))}
-    env.update(DATABASE_URL=need("STOREFRONT_DATABASE_URL"), AMQP_URL=need("STOREFRONT_AMQP_URL"),
-               HTTP_PORT=str(port), PAYMENT_PUBLIC_KEY=need("PAYMENT_PUBLIC_KEY"),
-               ADMIN_TOKEN=need("ADMIN_TOKEN"), LOG_LEVEL="info")
-    log = open(f"/tmp/storefront-second-{port}.log", "w")
-    proc = subprocess.Popen([binary("services/storefront/storefront")], env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-
-    def ready():
-        try:
-            return httpc.get(url + "/readyz", timeout=2, retries_503=0).status == 200
-        except OSError:
-            return False
-    wait_until(lambda: proc.poll() is not None or ready(), what="the second storefront")
-    assert proc.poll() is None
-    yield url
-    proc.terminate()
-    assert proc.wait(timeout=20) == 0, "a clean drain on SIGTERM"
-    log.close()
+    sf = Storefront()
+    yield sf.url
+    sf.stop()
 
 
 def test_a_long_poll_on_another_instance_is_woken_by_the_change(second_storefront):

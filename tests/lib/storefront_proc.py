@@ -1,0 +1,53 @@
+"""Another storefront process on its own port, sharing the database and the broker of the system
+under test (or reaching them through what the caller puts in `env`)."""
+import os
+import socket
+import subprocess
+
+import httpc
+from petstore_env import binary, need
+from wait import wait_until
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Storefront:
+    def __init__(self, **overrides):
+        self.port = free_port()
+        env = {k: v for k, v in os.environ.items() if k.startswith(("ASAN_", "UBSAN_", "PATH"))}
+        env.update(DATABASE_URL=need("STOREFRONT_DATABASE_URL"),
+                   AMQP_URL=need("STOREFRONT_AMQP_URL"), HTTP_PORT=str(self.port),
+                   PAYMENT_PUBLIC_KEY=need("PAYMENT_PUBLIC_KEY"), ADMIN_TOKEN=need("ADMIN_TOKEN"),
+                   LOG_LEVEL="info")
+        env.update(overrides)
+        self.log_path = f"/tmp/storefront-second-{self.port}.log"
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen([binary("services/storefront/storefront")], env=env,
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        self.url = f"http://127.0.0.1:{self.port}"
+        wait_until(lambda: self.proc.poll() is not None or self.ready(),
+                   what="the second storefront")
+        assert self.proc.poll() is None, open(self.log_path).read()[-2000:]
+
+    def ready(self):
+        try:
+            return httpc.get(self.url + "/readyz", timeout=2, retries_503=0).status == 200
+        except OSError:
+            return False
+
+    def log_lines(self, message):
+        """Lines of its JSON log whose message is `message`."""
+        with open(self.log_path) as f:
+            return [line for line in f if f'"message":"{message}"' in line]
+
+    def stop(self):
+        """SIGTERM; asserts a clean drain."""
+        self.proc.terminate()
+        try:
+            assert self.proc.wait(timeout=20) == 0, "a clean drain on SIGTERM"
+        finally:
+            self.log.close()
