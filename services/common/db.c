@@ -4,7 +4,13 @@
  *
  * Invariants of a db_conn_t: `pg` is never NULL; `prepared` lists, by address, the statements
  * prepared on the current server session (emptied by db_reconnect, whose new session has none);
- * `broken` is set when the transport failed and cleared only by a successful reconnect. */
+ * `broken` is set when the transport failed and cleared only by a successful reconnect.
+ *
+ * The retry on a broken connection (db.h) wraps each public call in with_retry: the call's
+ * body runs as an "attempt" that reports into a private err_t, so the rule can look at the
+ * server's SQLSTATE even when the caller passed no err_t, and the caller sees only the error of
+ * the attempt that counted. Whether the call was outside a transaction is read before the first
+ * attempt, from libpq's last known state: a connection that died unseen still says IDLE. */
 #include "db.h"
 
 #include <errno.h>
@@ -15,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "daemon.h"
@@ -26,6 +33,7 @@ struct db_conn {
     const db_stmt_t **prepared;
     size_t n_prepared, cap_prepared;
     int broken;
+    int retry_broken; /* db_opts_t.retry_broken */
 };
 
 struct db_result {
@@ -246,6 +254,7 @@ int db_open_ex(const char *conninfo, const db_opts_t *opts, db_conn_t **out, err
         return err_set(e, ERR_NOMEM, "out of memory opening a database connection");
     }
     db->pg = pg;
+    db->retry_broken = opts != NULL && opts->retry_broken;
     PQsetNoticeProcessor(pg, notice, NULL);
     *out = db;
     return 0;
@@ -357,6 +366,60 @@ int db_reconnect(db_conn_t *db, err_t *e)
     return 0;
 }
 
+/* ------------------------------------------------------------------ retry on a broken connection
+ */
+
+/* One try of a call; reports into e (never NULL) and returns 0 or its code. */
+typedef int (*attempt_fn)(db_conn_t *db, void *arg, err_t *e);
+
+/* Whether sql is a read by db.h's rule: its text begins with SELECT. */
+static int sql_is_read(const char *sql)
+{
+    while (*sql == ' ' || *sql == '\t' || *sql == '\n' || *sql == '(')
+        sql++;
+    if (strncasecmp(sql, "SELECT", 6) != 0)
+        return 0;
+    char next = sql[6]; /* at most the terminating NUL */
+    return !((next >= 'a' && next <= 'z') || (next >= 'A' && next <= 'Z') ||
+             (next >= '0' && next <= '9') || next == '_');
+}
+
+/* After a failed first attempt whose error is first: 1, having reconnected, when the call is
+ * to run once more by db.h's rule (the connection is broken, and the call is a read or the server
+ * answered it with an error). */
+static int retry_reconnect(db_conn_t *db, int read, const err_t *first)
+{
+    if (!db->broken || (!read && first->sqlstate[0] == '\0'))
+        return 0;
+    err_t e;
+    err_clear(&e);
+    if (db_reconnect(db, &e) != 0) {
+        log_err(LOG_WARN, NULL, "db.reconnect_failed", &e);
+        return 0;
+    }
+    log_warn(
+        NULL, "db.reconnected",
+        json_pack("{s:s,s:s,s:b}", "cause", first->msg, "sqlstate", first->sqlstate, "read", read));
+    return 1;
+}
+
+/* Runs attempt, and once more on a fresh connection when db.h's rule allows it. read: running
+ * the call twice has no effect twice. */
+static int with_retry(db_conn_t *db, int read, attempt_fn attempt, void *arg, err_t *e)
+{
+    int armed = db->retry_broken && !db->broken && PQtransactionStatus(db->pg) == PQTRANS_IDLE;
+    err_t got;
+    err_clear(&got);
+    int rc = attempt(db, arg, &got);
+    if (rc != 0 && armed && retry_reconnect(db, read, &got)) {
+        err_clear(&got);
+        rc = attempt(db, arg, &got);
+    }
+    if (rc != 0 && e != NULL)
+        *e = got;
+    return rc;
+}
+
 /* ------------------------------------------------------------------ transactions */
 
 static int command(db_conn_t *db, const char *sql, err_t *e)
@@ -366,7 +429,14 @@ static int command(db_conn_t *db, const char *sql, err_t *e)
     return wrap(db, PQexec(db->pg, sql), sql, NULL, e);
 }
 
-int db_begin(db_conn_t *db, err_t *e) { return command(db, "BEGIN", e); }
+static int begin_attempt(db_conn_t *db, void *arg, err_t *e)
+{
+    (void)arg;
+    return command(db, "BEGIN", e);
+}
+
+/* BEGIN starts nothing on the server that a retry could repeat: it counts as a read. */
+int db_begin(db_conn_t *db, err_t *e) { return with_retry(db, 1, begin_attempt, NULL, e); }
 
 int db_commit(db_conn_t *db, err_t *e)
 {
@@ -468,20 +538,39 @@ static int prepare(db_conn_t *db, const db_stmt_t *stmt, err_t *e)
     return rc;
 }
 
+/* The arguments of one db_exec or db_exec_sql, for its attempts. */
+typedef struct exec_args {
+    const db_stmt_t *stmt; /* NULL for db_exec_sql */
+    const char *sql;
+    int nparams;
+    const char *const *params;
+    db_result_t **out;
+} exec_args_t;
+
+static int exec_attempt(db_conn_t *db, void *arg, err_t *e)
+{
+    const exec_args_t *a = arg;
+    if (db->broken)
+        return err_set(e, ERR_RETRY, "database connection is broken");
+    if (a->stmt == NULL)
+        return wrap(db, PQexecParams(db->pg, a->sql, a->nparams, NULL, a->params, NULL, NULL, 0),
+                    "statement", a->out, e);
+    if (!is_prepared(db, a->stmt)) {
+        int rc = prepare(db, a->stmt, e);
+        if (rc != 0)
+            return rc;
+    }
+    return wrap(db, PQexecPrepared(db->pg, a->stmt->name, a->nparams, a->params, NULL, NULL, 0),
+                a->stmt->name, a->out, e);
+}
+
 int db_exec(db_conn_t *db, const db_stmt_t *stmt, const char *const *params, db_result_t **out,
             err_t *e)
 {
     if (fault_hit(e))
         return ERR_RETRY;
-    if (db->broken)
-        return err_set(e, ERR_RETRY, "database connection is broken");
-    if (!is_prepared(db, stmt)) {
-        int rc = prepare(db, stmt, e);
-        if (rc != 0)
-            return rc;
-    }
-    return wrap(db, PQexecPrepared(db->pg, stmt->name, stmt->nparams, params, NULL, NULL, 0),
-                stmt->name, out, e);
+    exec_args_t a = {stmt, stmt->sql, stmt->nparams, params, out};
+    return with_retry(db, sql_is_read(stmt->sql), exec_attempt, &a, e);
 }
 
 int db_exec_sql(db_conn_t *db, const char *sql, int nparams, const char *const *params,
@@ -489,10 +578,8 @@ int db_exec_sql(db_conn_t *db, const char *sql, int nparams, const char *const *
 {
     if (fault_hit(e))
         return ERR_RETRY;
-    if (db->broken)
-        return err_set(e, ERR_RETRY, "database connection is broken");
-    return wrap(db, PQexecParams(db->pg, sql, nparams, NULL, params, NULL, NULL, 0), "statement",
-                out, e);
+    exec_args_t a = {NULL, sql, nparams, params, out};
+    return with_retry(db, sql_is_read(sql), exec_attempt, &a, e);
 }
 
 int db_exec_script(db_conn_t *db, const char *sql, err_t *e)
@@ -585,16 +672,20 @@ static int batch_receive(db_conn_t *db, batch_op_t *ops, size_t nops, err_t *e)
     return rc;
 }
 
-int db_exec_batch(db_conn_t *db, const db_batch_item_t *items, size_t n, err_t *e)
+/* The arguments of one db_exec_batch, for its attempts. */
+typedef struct batch_args {
+    const db_batch_item_t *items;
+    size_t n;
+} batch_args_t;
+
+static int batch_attempt(db_conn_t *db, void *arg, err_t *e)
 {
+    const batch_args_t *a = arg;
+    const db_batch_item_t *items = a->items;
+    size_t n = a->n;
     batch_op_t *ops = NULL;
     size_t nops = 0;
     int rc = 0;
-    if (n == 0)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if (fault_hit(e))
-            return ERR_RETRY;
     if (db->broken)
         return err_set(e, ERR_RETRY, "database connection is broken");
     ops = calloc(2 * n, sizeof(*ops));
@@ -642,6 +733,20 @@ int db_exec_batch(db_conn_t *db, const db_batch_item_t *items, size_t n, err_t *
     free(wrapped);
     free(ops);
     return rc;
+}
+
+int db_exec_batch(db_conn_t *db, const db_batch_item_t *items, size_t n, err_t *e)
+{
+    if (n == 0)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (fault_hit(e))
+            return ERR_RETRY;
+    int read = 1;
+    for (size_t i = 0; i < n; i++)
+        read = read && sql_is_read(items[i].stmt->sql);
+    batch_args_t a = {items, n};
+    return with_retry(db, read, batch_attempt, &a, e);
 }
 
 /* ------------------------------------------------------------------ results */

@@ -17,6 +17,32 @@
  * fast with ERR_RETRY until db_reconnect() (or db_close + db_open). A COMMIT whose outcome was
  * lost with the connection is reported as ERR_RETRY: the work must be idempotent (inbox).
  *
+ * Retry on a broken connection (opt-in, db_opts_t.retry_broken; the HTTP threads' pooled
+ * connections use it). A pooled connection can die unseen between two requests: the server
+ * restarted, or a load balancer or NAT between us forgot the connection, so nothing arrives that
+ * db_check could read. The first statement then fails with the transport. With retry_broken, a
+ * call that was made OUTSIDE a transaction (or BEGIN itself), and that failed because the
+ * connection is broken (libpq reports CONNECTION_BAD afterwards), reconnects in place (the
+ * prepared statements are prepared again on first use) and runs once more, provided running it
+ * twice cannot do anything twice:
+ *   - BEGIN and statements whose text begins with SELECT (reads: none of ours writes through a
+ *     function) are always repeated;
+ *   - any other statement only when the server answered it with an error carrying a SQLSTATE
+ *     (a failed autocommit statement committed nothing). A write that got no such answer may
+ *     have committed before the connection died, so it stays ERR_RETRY for the caller to decide
+ *     (the 503 tells the client to retry, with its idempotency key). libpq reports a session the
+ *     server terminated while idle as a connection error without a SQLSTATE, so a write on it is
+ *     left to the caller too;
+ *   - a batch counts as a read when every statement in it is one.
+ * A failure inside an open transaction is never retried: the transaction died with the
+ * connection, and only the caller can run it again from its start. The connection stays marked
+ * broken, so a caller that carries on regardless fails fast. The retry is done in db.c rather than
+ * by each request handler because the handlers are not written to be re-run, and the rule above
+ * needs what only db.c sees (the transaction state before the call, the server's answer). A
+ * reconnect is logged (warn, "db.reconnected") and costs at most one connect_timeout.
+ * Connections that carry session state of their own (LISTEN, session SETs: the workers') must not
+ * use it: the new session would silently lack that state; they reconnect through their owner.
+ *
  * Test hook: PETSTORE_FAULT_DB_EXEC_FAIL_AT=N (N >= 1) makes the Nth statement run through
  * db_exec, db_exec_sql or db_exec_batch in this process (counted from 1, all threads) fail with
  * ERR_RETRY before anything is sent. The variable is read once, at the first statement; unset
@@ -47,6 +73,7 @@ typedef struct db_stmt {
 typedef struct db_opts {
     const char *application_name; /* shown in pg_stat_activity; the conninfo's own wins */
     int connect_timeout_s;        /* 0: 5 s; the conninfo's own wins */
+    int retry_broken;             /* reconnect and retry once, outside transactions (above) */
 } db_opts_t;
 
 /* Connects (conninfo: "host=... dbname=..." or a postgres:// URI) with client_encoding UTF8.
