@@ -484,6 +484,7 @@ def second_instance(tmp_path):
 
         wait_until(ready_or_exited, timeout=30, what="the second payment instance to be ready")
         assert proc.poll() is None, (tmp_path / "payment-2.log").read_text()[-2000:]
+        proc.url = f"http://127.0.0.1:{port}"
         yield proc
     finally:
         if proc.poll() is None:
@@ -563,3 +564,61 @@ def test_a_public_key_of_another_pair_stops_the_daemon_with_exit_78():
     assert "PAYMENT_PUBLIC_KEY does not belong to PAYMENT_SECRET_KEY" in run.stderr
     for value in keys.values():
         assert value not in run.stderr + run.stdout
+
+
+# ---------------------------------------------------------------- secrets in memory
+
+def _memory_holding(pid, needles):
+    """The needles (bytes) found anywhere in the process's writable memory (heap, stacks,
+    anonymous mappings such as libmicrohttpd's connection pools), freed or not. Reservations
+    larger than 256 MiB (the sanitizer's shadow) are skipped: nothing is allocated there."""
+    found = set()
+    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as mem:
+        for line in maps:
+            fields = line.split()
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            if not fields[1].startswith("rw") or end - start > 256 << 20:
+                continue
+            if len(fields) > 5 and fields[5] in ("[vvar]", "[vsyscall]"):
+                continue
+            try:
+                mem.seek(start)
+                chunk = mem.read(end - start)
+            except (OSError, ValueError):
+                continue
+            found.update(n for n in needles if n in chunk)
+    return found
+
+
+def test_the_admin_api_keeps_no_card_number_in_memory(second_instance):
+    """Point 10 of issue 13: once a card number is hashed, or refused, no copy of it stays in
+    the payment process: not in libmicrohttpd's buffers, our body buffer, the JSON parser's
+    buffers or the parsed value, on the success path and every error path."""
+    url = second_instance.url
+    token = need("ADMIN_TOKEN")
+    created, bad_balance, duplicate, malformed = (new_card_number() for _ in range(4))
+    r = httpc.post(url + "/v1/cards", {"card_number": created, "balance_cents": 100}, token=token)
+    assert r.status == 201, r
+    r = httpc.post(url + "/v1/cards", {"card_number": bad_balance, "balance_cents": -1},
+                   token=token)
+    assert r.status == 422, r
+    for expected in (201, 409):
+        r = httpc.post(url + "/v1/cards", {"card_number": duplicate, "balance_cents": 5},
+                       token=token)
+        assert r.status == expected, r
+    r = httpc.post(url + "/v1/cards", raw=f'{{"card_number": "{malformed}", "balance_cents": }}'
+                   .encode(), token=token, headers={"Content-Type": "application/json"})
+    assert r.status == 400, r
+    paths = {created.encode(): "201 created", bad_balance.encode(): "422 bad balance",
+             duplicate.encode(): "201 then 409 duplicate", malformed.encode(): "400 malformed"}
+    held = {}
+
+    def clean():
+        held["now"] = _memory_holding(second_instance.pid, set(paths))
+        return not held["now"]
+    # A request is freed when libmicrohttpd reports it complete, just after the answer is sent.
+    try:
+        wait_until(clean, timeout=5, what="no card number left in the payment process's memory")
+    except AssertionError:
+        raise AssertionError("card numbers still in memory after: "
+                             + ", ".join(sorted(paths[n] for n in held["now"]))) from None
