@@ -3,6 +3,8 @@ what crosses an exchange on a private queue, and reads queue depths through the 
 API. Talks to the real broker of the system under test."""
 import base64
 import json
+import pathlib
+import re
 import time
 import urllib.parse
 import urllib.request
@@ -41,17 +43,55 @@ def routing_of(type_):
     return "petstore.events", f"{service}.{name}"
 
 
+TYPES_DEF = pathlib.Path(__file__).parents[2] / "contracts" / "codec" / "msg_types.def"
+
+
+def producer_of(type_):
+    """The broker user that may produce type_ (msg_types.def), or None for an unknown type."""
+    if not hasattr(producer_of, "table"):
+        producer_of.table = dict(re.findall(r'^X\(\w+, "([^"]+)", \w+, "[^"]+", "([^"]+)"',
+                                            TYPES_DEF.read_text(), re.M))
+    return producer_of.table.get(type_)
+
+
+def user_url(user):
+    """The AMQP URL of a service's broker user, from `./petstore env` (STOREFRONT_AMQP_URL...)."""
+    return need(f"{user.upper()}_AMQP_URL")
+
+
 class Broker:
+    """The admin connection (captures, queue reads) plus, on demand, one publishing connection
+    per service user: publish() sends a message as its type's producer would, with user_id set,
+    since consumers dead-letter a message whose user_id is not its type's producer."""
+
     def __init__(self, url=None):
         self.conn = pika.BlockingConnection(pika.URLParameters(url or need("AMQP_URL")))
         self.ch = self.conn.channel()
         self.ch.confirm_delivery()
+        self.senders = {}
 
     def close(self):
+        for conn, _ch in self.senders.values():
+            try:
+                conn.close()
+            except Exception:
+                pass
+        self.senders = {}
         try:
             self.conn.close()
         except Exception:
             pass
+
+    def channel_of(self, user):
+        """A confirm-mode channel logged in as user (None: the admin channel)."""
+        if user is None:
+            return self.ch
+        if user not in self.senders or not self.senders[user][0].is_open:
+            conn = pika.BlockingConnection(pika.URLParameters(user_url(user)))
+            ch = conn.channel()
+            ch.confirm_delivery()
+            self.senders[user] = (conn, ch)
+        return self.senders[user][1]
 
     def __enter__(self):
         return self
@@ -60,14 +100,21 @@ class Broker:
         self.close()
 
     def publish(self, type_, payload, correlation_id=None, message_id=None, exchange=None,
-                routing_key=None, body=None, properties=None):
+                routing_key=None, body=None, properties=None, sender="producer"):
         """Publishes with confirms; returns the message id. body overrides the JSON payload
-        (for malformed input); properties overrides the envelope."""
+        (for malformed input); properties overrides the envelope. sender is the broker user
+        that publishes and is named in user_id: by default the producer of the message's type
+        (the admin, without user_id, for an unknown type); a user name to publish as that
+        user; None for the admin without user_id."""
         ex, key = routing_of(type_) if exchange is None else (exchange, routing_key)
         props = properties or envelope(type_, correlation_id, message_id)
+        if sender == "producer":
+            sender = producer_of(props.type or type_)
+        if sender is not None and props.user_id is None:
+            props.user_id = sender
         raw = body if body is not None else json.dumps(payload).encode()
-        self.ch.basic_publish(ex, key if routing_key is None else routing_key, raw, props,
-                              mandatory=True)
+        self.channel_of(sender).basic_publish(ex, key if routing_key is None else routing_key,
+                                              raw, props, mandatory=True)
         return props.message_id
 
     def capture(self, exchange, *keys):

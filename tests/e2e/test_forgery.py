@@ -1,0 +1,108 @@
+"""Messages cannot be forged: a service's broker user cannot make another service's message.
+
+The storefront's credentials (from `./petstore env`) are the easiest ones to reach from outside,
+so these tests use them to try what an attacker holding them would: fake the payment of a live
+order, and release its reserved pets. The broker refuses an event outside the user's own routing
+keys and a user_id that is not the login; a command (direct exchange, no topic permissions)
+reaches its consumer, which dead-letters it as `forged`. The order is never completed unpaid.
+"""
+import pika
+import pytest
+
+from amqp import Broker, envelope, get_all
+from shop import (balance, create_card, create_pet, new_customer, order, pet_status, petstore,
+                  place_order, wait_status)
+from wait import wait_until
+
+
+def refused(broker, user, type_, payload, oid, user_id=None):
+    """Publishes as user (with user_id, if given); returns the broker's reply code when it closed
+    the channel, None when it accepted the message."""
+    props = envelope(type_, oid, source=user)
+    props.user_id = user_id
+    try:
+        broker.publish(type_, payload, correlation_id=oid, properties=props, sender=None
+                       if user is None else user)
+    except pika.exceptions.ChannelClosedByBroker as e:
+        broker.senders.pop(user, None)
+        return e.reply_code
+    return None
+
+
+def dead_letters(broker, queue, oid):
+    return [(p, b) for _m, p, b in get_all(queue, broker) if p.correlation_id == oid]
+
+
+@pytest.fixture
+def stop_payment():
+    """Stops payment when called, so a live order waits in PAYING for the real payment.charged;
+    starts it again after the test."""
+    stopped = []
+
+    def stop():
+        petstore("stop", "payment")
+        stopped.append(True)
+    yield stop
+    if stopped:
+        petstore("start", "payment")
+
+
+def test_a_forged_payment_or_release_leaves_a_live_order_unaffected(stop_payment):
+    token = new_customer()
+    number, card = create_card(50_000)
+    pets = [create_pet(1_200), create_pet(800)]
+    stop_payment()
+    oid = place_order(token, number, pets)
+    wait_status(token, oid, statuses=("PAYING",), timeout=20)
+    charged = {"order_id": oid, "amount_cents": 2_000, "card_last4": number[-4:]}
+
+    with Broker() as broker:
+        saga_dlq = "saga.events.dlq"
+        inv_dlq = "inventory.commands.dlq"
+        get_all(saga_dlq, broker)  # start from empty dead-letter queues
+        get_all(inv_dlq, broker)
+        # The broker: outside its routing keys, and with someone else's user_id.
+        assert refused(broker, "storefront", "payment.charged.v1", charged, oid) == 403
+        assert refused(broker, "storefront", "payment.charged.v1", charged, oid,
+                       user_id="payment") in (403, 406)
+        assert refused(broker, "storefront", "order.placed.v1", {}, oid, user_id="saga") == 406
+        # The consumers: a command the storefront's user may route, and an event sent by a user
+        # the topic permissions do not restrict (the admin) without any user_id.
+        assert refused(broker, "storefront", "inventory.release.v1", {"order_id": oid}, oid,
+                       user_id="storefront") is None
+        assert refused(broker, None, "payment.charged.v1", charged, oid) is None
+
+        inv = wait_until(lambda: dead_letters(broker, inv_dlq, oid), timeout=20,
+                         what="the forged release in inventory.commands.dlq")
+        saga = wait_until(lambda: dead_letters(broker, saga_dlq, oid), timeout=20,
+                          what="the forged payment.charged in saga.events.dlq")
+    for (props, _body), actual in ((inv[0], "storefront"), (saga[0], "none")):
+        assert props.headers["x-petstore-failure-class"] == "forged"
+        assert props.headers["x-petstore-actual-sender"] == actual
+        assert "x-petstore-claimed-sender" in props.headers
+        assert props.user_id is None, "the dead letter does not carry the forged user_id"
+
+    # Unaffected: still waiting for the real payment (or, if the test system's short pay
+    # timeout fired meanwhile, compensating it), never completed; nothing charged or sold.
+    status = order(token, oid)["status"]
+    assert status in ("PAYING", "COMPENSATING"), status
+    if status == "PAYING":
+        assert all(pet_status(p) == "reserved" for p in pets)
+    assert not any(pet_status(p) == "sold" for p in pets)
+    assert balance(card) == 50_000
+
+
+def test_a_forged_payment_of_a_finished_order_changes_nothing():
+    token = new_customer()
+    number, card = create_card(50_000)
+    pet = create_pet(700)
+    oid = place_order(token, number, [pet])
+    assert wait_status(token, oid)["status"] == "COMPLETED"
+    with Broker() as broker:
+        assert refused(broker, None, "payment.refunded.v1",
+                       {"order_id": oid, "amount_cents": 700}, oid) is None
+        wait_until(lambda: dead_letters(broker, "saga.events.dlq", oid), timeout=20,
+                   what="the forged refund in saga.events.dlq")
+    assert order(token, oid)["status"] == "COMPLETED"
+    assert balance(card) == 50_000 - 700
+    assert pet_status(pet) == "sold"
