@@ -14,7 +14,12 @@
  * Lifetimes: MHD owns a request from its first call until the completion callback. The only
  * other party that may hold one is http_server_stop() while it answers a deferred request, so
  * a request carries a reference count (guarded by the server lock): MHD's, plus one while stop
- * holds it. Lock order: a request's lock before the server's. */
+ * holds it. Lock order: a request's lock before the server's.
+ *
+ * Request bodies can carry secrets (the card number of POST /v1/orders and of the payment
+ * admin's POST /v1/cards), so no copy of a body is left behind in memory: each chunk is wiped
+ * from MHD's read buffer once copied (MHD has consumed it: it never reads those bytes again), our
+ * buffer wipes the old block when it grows, and the body is wiped before it is freed. */
 #include "http.h"
 
 #include <arpa/inet.h>
@@ -22,6 +27,7 @@
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -265,6 +271,42 @@ const char *http_body(const http_request_t *req, size_t *len)
     return req->body.data != NULL ? req->body.data : "";
 }
 
+/* Appends n bytes to a request body without leaving a copy behind: when the block must grow,
+ * the old one is wiped before it is freed (realloc would leave it as it was). Returns 0 or
+ * ERR_NOMEM (body unchanged). */
+static int body_append(buf_t *b, const char *data, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? 2 * b->cap : 256;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *grown = malloc(cap);
+        if (grown == NULL)
+            return ERR_NOMEM;
+        if (b->len > 0)
+            memcpy(grown, b->data, b->len);
+        if (b->data != NULL)
+            sodium_memzero(b->data, b->cap);
+        free(b->data);
+        b->data = grown;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, data, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+    return 0;
+}
+
+/* Wipes and frees a body; it is empty (BUF_INIT) afterwards. */
+static void body_free(buf_t *b)
+{
+    if (b->data != NULL)
+        sodium_memzero(b->data, b->cap);
+    buf_free(b);
+}
+
+void http_body_wipe(http_request_t *req) { body_free(&req->body); }
+
 void *http_app(const http_request_t *req) { return req->server->app; }
 
 const trace_ctx_t *http_trace(http_request_t *req)
@@ -304,7 +346,7 @@ static void request_free(http_request_t *req)
         free(req->hdr_names[i]);
         free(req->hdr_values[i]);
     }
-    buf_free(&req->body);
+    body_free(&req->body);
     free(req->method);
     free(req->path);
     pthread_mutex_destroy(&req->lock);
@@ -759,11 +801,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     } else if (*upload_data_size > 0) {
         if (!req->too_large) {
             if (req->body.len + *upload_data_size > s->max_body ||
-                buf_append(&req->body, upload_data, *upload_data_size) != 0) {
+                body_append(&req->body, upload_data, *upload_data_size) != 0) {
                 req->too_large = 1;
-                buf_free(&req->body);
+                body_free(&req->body);
             }
         }
+        /* Consumed: MHD never reads these bytes again, so the copy in its read buffer goes. */
+        sodium_memzero((void *)upload_data, *upload_data_size);
         *upload_data_size = 0;
         return MHD_YES;
     }

@@ -100,8 +100,14 @@ const char *http_query(const http_request_t *req, const char *name);  /* decoded
 const char *http_header(const http_request_t *req, const char *name); /* case-insensitive */
 /* The token of "Authorization: Bearer <token>" (see http_parse_bearer), or NULL. */
 const char *http_bearer_token(const http_request_t *req);
-/* The body (NUL-terminated, "" when empty); *len gets its length when len is not NULL. */
+/* The body (NUL-terminated, "" when empty); *len gets its length when len is not NULL.
+ * A body may hold a secret (a card number), so no copy of it outlives the request: the bytes
+ * are wiped from libmicrohttpd's read buffer as they are taken, from our buffer whenever it grows
+ * and when the request is freed. */
 const char *http_body(const http_request_t *req, size_t *len);
+/* Wipes the body now (it reads as empty afterwards), for a handler that is done with a secret
+ * in it before the request ends. */
+void http_body_wipe(http_request_t *req);
 void *http_app(const http_request_t *req);
 /* The request's span: a child of its valid traceparent header, or a new root. Computed on
  * first call, then stable for the request. */

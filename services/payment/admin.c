@@ -8,7 +8,10 @@
  * refuses everyone. The presented token is compared with the configured one in constant time:
  * both are reduced to fixed-length hashes first, so neither the comparison's duration nor its
  * length check tells an attacker anything. Errors are problem+json. The card number is checked,
- * hashed and wiped; it is never logged, stored or echoed, not even in a 422. */
+ * hashed and wiped; it is never logged, stored or echoed, not even in a 422. No copy stays in
+ * memory once the request is answered, on any path: the parsed string and the raw body are
+ * wiped by the handler, libmicrohttpd's read buffer and our body buffer as the body is read
+ * (http.c), and jansson's parser buffers as they are freed (card_wipe_json_frees in main). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,8 +115,10 @@ static int create_card(http_request_t *req, void *svc)
 
     if (!authorized(req, app))
         return 0;
-    if (http_read_json_object(req, &body) != 0)
+    if (http_read_json_object(req, &body) != 0) {
+        http_body_wipe(req); /* malformed: the number may still be in the raw body */
         return 0;
+    }
 
     const json_t *number_j = json_object_get(body, "card_number");
     const json_t *balance_j = json_object_get(body, "balance_cents");
@@ -162,9 +167,11 @@ static int create_card(http_request_t *req, void *svc)
                       json_pack("{s:s,s:s,s:I}", "id", id, "last4", last4, "balance_cents",
                                 json_integer_value(balance_j)));
 out:
-    /* The number lives in the parsed body: wipe it before jansson frees the memory. */
+    /* The number lives in the parsed value and the raw body: wipe both now, on every path
+     * (jansson's parser buffers are wiped as it frees them: card_wipe_json_frees). */
     if (json_is_string(number_j))
         sodium_memzero((void *)json_string_value(number_j), json_string_length(number_j));
+    http_body_wipe(req);
     json_decref(body);
     db_result_free(res);
     return 0;

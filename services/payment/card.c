@@ -4,10 +4,24 @@
  * scope. Nothing here logs. */
 #include "card.h"
 
+#include <jansson.h>
+#include <malloc.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 int card_init(void) { return sodium_init() < 0 ? ERR_INTERNAL : 0; }
+
+/* malloc_usable_size is the whole block malloc handed out (glibc; the sanitizers intercept
+ * it), at least what jansson asked for. */
+static void wiping_free(void *p)
+{
+    if (p != NULL)
+        sodium_memzero(p, malloc_usable_size(p));
+    free(p);
+}
+
+void card_wipe_json_frees(void) { json_set_alloc_funcs(malloc, wiping_free); }
 
 int card_syntax_ok(const char *number)
 {

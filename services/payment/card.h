@@ -39,6 +39,11 @@ typedef struct card_keys {
 /* Initialises libsodium. Returns 0 or ERR_INTERNAL. Call once before anything else here. */
 int card_init(void) PETSTORE_NODISCARD;
 
+/* Makes every jansson free in this process wipe the block first (jansson still allocates with
+ * malloc, so its results stay free()-able). The admin API parses card numbers with jansson,
+ * whose parser copies each string token into buffers it frees unwiped. Call once, early. */
+void card_wipe_json_frees(void);
+
 /* 1 if number (borrowed) is 12-19 ASCII digits and nothing else, else 0. */
 int card_syntax_ok(const char *number);
 

@@ -162,6 +162,7 @@ static int check_keys(void)
 
 int main(int argc, char **argv)
 {
+    card_wipe_json_frees(); /* before any JSON is made */
     if (card_init() != 0) {
         fprintf(stderr, "payment: libsodium failed to initialise\n");
         return 1;
