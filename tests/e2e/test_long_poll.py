@@ -118,3 +118,54 @@ def test_an_event_stream_of_a_finished_order_sends_its_state_and_ends():
     assert [(e, data["status"]) for e, _i, data in events] == [("status", done["status"])]
     assert httpc.get(api() + f"/v1/orders/{uuid.uuid4()}/events", token=token).status == 404
     assert httpc.get(api() + f"/v1/orders/{oid}/events").status == 401
+
+
+def test_many_long_polls_on_one_order_are_each_answered_once_by_wake_or_deadline():
+    """Point 10 of issue 13: waiters are claimed under the lock (their `listed` flag), never by
+    comparing a pointer another thread may have freed. Many clients wait on the same orders;
+    some reach their deadline while the status changes under the others, so the wake, the
+    deadline and each parking handler's second look race. Every request gets exactly one
+    answer, and the instance (a sanitizer build under ./petstore test) shows no memory error
+    and drains cleanly."""
+    import threading
+    sf = Storefront()
+    try:
+        token = new_customer()
+        number, _card = create_card(100_000)
+        waits = [30] * 12 + [1, 1, 2, 2, 3, 3] * 2
+        results = {}
+        petstore("stop", "payment")  # hold the orders in PAYING
+        try:
+            oids = [place_order(token, number, [create_pet(100)]) for _ in range(2)]
+            for oid in oids:
+                wait_status(token, oid, ("PAYING",), timeout=30)
+
+            def poll(key, oid, seconds):
+                results[key] = httpc.get(
+                    sf.url + f"/v1/orders/{oid}?wait={seconds}&status=PAYING", token=token,
+                    timeout=40, retries_503=0)
+            threads = [threading.Thread(target=poll, args=((oid, i), oid, s))
+                       for oid in oids for i, s in enumerate(waits)]
+            for t in threads:
+                t.start()
+            # The shortest waits end at their deadline while payment is still stopped.
+            wait_until(lambda: sum(1 for (_o, i) in list(results) if waits[i] == 1)
+                       == waits.count(1) * len(oids),
+                       timeout=10, what="the one-second long polls answered at their deadline")
+        finally:
+            petstore("start", "payment")
+        for t in threads:
+            t.join(timeout=45)
+        assert len(results) == len(threads), "every long poll answered"
+        for (oid, i), r in results.items():
+            assert r.status == 200, (waits[i], r)
+            assert r.json["id"] == oid
+            if waits[i] == 30:
+                assert r.json["status"] != "PAYING", "woken by the change, not the deadline"
+            if waits[i] == 1:
+                assert r.json["status"] == "PAYING", "answered at the deadline"
+        assert sf.ready()
+        assert not [line for line in open(sf.log_path)
+                    if "AddressSanitizer" in line or "runtime error:" in line]
+    finally:
+        sf.stop()  # a clean drain (and, under the sanitizers, no leak report)
