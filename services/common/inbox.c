@@ -34,6 +34,15 @@ static const db_stmt_t purge_stmt = {
     .nparams = 1,
 };
 
+static const db_stmt_t purge_batch_stmt = {
+    .name = "inbox_purge_batch",
+    .sql = "DELETE FROM inbox WHERE (consumer, message_id) IN ("
+           "  SELECT consumer, message_id FROM inbox"
+           "  WHERE received_at < now() - make_interval(secs => $1::int)"
+           "  ORDER BY received_at LIMIT $2::int FOR UPDATE SKIP LOCKED)",
+    .nparams = 2,
+};
+
 int inbox_record(db_conn_t *db, const char *consumer, const char *message_id, err_t *e)
 {
     const char *params[] = {consumer, message_id};
@@ -83,6 +92,20 @@ int inbox_purge_older_than(db_conn_t *db, int seconds, long *deleted, err_t *e)
     const char *params[] = {secs};
     db_result_t *res = NULL;
     int rc = db_exec(db, &purge_stmt, params, &res, e);
+    if (rc == 0 && deleted != NULL)
+        *deleted = db_cmd_tuples(res);
+    db_result_free(res);
+    return rc;
+}
+
+int inbox_purge_batch(db_conn_t *db, int seconds, int limit, long *deleted, err_t *e)
+{
+    char secs[16], max[16];
+    snprintf(secs, sizeof(secs), "%d", seconds);
+    snprintf(max, sizeof(max), "%d", limit);
+    const char *params[] = {secs, max};
+    db_result_t *res = NULL;
+    int rc = db_exec(db, &purge_batch_stmt, params, &res, e);
     if (rc == 0 && deleted != NULL)
         *deleted = db_cmd_tuples(res);
     db_result_free(res);

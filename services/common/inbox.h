@@ -25,7 +25,15 @@ int inbox_record(db_conn_t *db, const char *consumer, const char *message_id,
 int inbox_record_many(db_conn_t *db, const char *consumer, const char *const *ids, size_t n,
                       int *fresh, err_t *e) PETSTORE_NODISCARD;
 
-/* Deletes records older than seconds (a retention far longer than any redelivery window). */
+/* Deletes records older than seconds (a retention far longer than any redelivery window), all
+ * in one statement. */
 int inbox_purge_older_than(db_conn_t *db, int seconds, long *deleted, err_t *e) PETSTORE_NODISCARD;
+
+/* Deletes at most limit records older than seconds, oldest first, in one short statement (its
+ * own transaction when called outside one), skipping rows another purge has locked; *deleted
+ * (optional) receives the count, which is below limit once nothing older is left. For a
+ * periodic purge that never holds a long transaction: call again while *deleted == limit. */
+int inbox_purge_batch(db_conn_t *db, int seconds, int limit, long *deleted,
+                      err_t *e) PETSTORE_NODISCARD;
 
 #endif

@@ -65,6 +65,20 @@ static const cfg_var_t std_vars[] = {
      .min = 1,
      .max = 4096,
      .help = "deliveries handled in one database transaction at most"},
+    {.name = "CONSUMER_MAX_ATTEMPTS",
+     .kind = CFG_INT,
+     .default_value = "5",
+     .min = 1,
+     .max = 100,
+     .help = "failed attempts (not counting outages) before a batch is split and then a "
+             "message that keeps failing alone is dead-lettered"},
+    {.name = "INBOX_RETENTION_S",
+     .kind = CFG_INT,
+     .default_value = "604800",
+     .min = 60,
+     .max = 315360000,
+     .help = "seconds an inbox row is kept; must exceed the longest redelivery or "
+             "dead-letter replay window, or a replayed message is handled again"},
 };
 
 /* Applies the runtime's and the service's migrations. A transient failure (the database

@@ -22,9 +22,14 @@
  *   - handler result 0 keeps the work; ERR_INVALID rolls the transaction back, marks the message
  *     poison and runs the batch again without it (poison is rare: cheaper than a savepoint per
  *     message); any other error rolls the whole batch back and retries it after a backoff
- *     without acknowledging anything, so a database outage burns no delivery attempts.
+ *     without acknowledging anything. A database or broker outage is waited out as long as it
+ *     lasts (it burns no delivery attempts); other failures are retried CONSUMER_MAX_ATTEMPTS
+ *     times, then each message of the batch runs alone, and one that still fails is poison of
+ *     class `handler` (svc_consumer.c explains why this order).
  * After COMMIT, poison messages are published to petstore.dlx (routing key = the queue, with
- * confirms and x-petstore-failure-* headers) and the batch is acknowledged with one multiple ack.
+ * confirms and x-petstore-failure-* headers; the original headers trimmed if they would not fit
+ * a frame) and the batch is acknowledged with one multiple ack. The first consumer with an inbox
+ * also purges inbox rows older than INBOX_RETENTION_S.
  * A private queue has no dead-letter twin: there, poison is logged and acknowledged, since the
  * same message also reaches a work queue whose consumer dead-letters it.
  * A crash anywhere before the ack redelivers the batch; the inbox makes that harmless.
@@ -63,7 +68,8 @@ typedef struct svc_msg {
 /* Runs inside the batch transaction (no savepoint of its own: on ERR_INVALID the whole batch is
  * rolled back and run again without this message, so a handler must not depend on state outside
  * the transaction). Returns 0, ERR_INVALID (dead-letter this message) or any other code (retry
- * the batch later). e is filled on failure. */
+ * the batch later; after CONSUMER_MAX_ATTEMPTS such failures, alone, the message is
+ * dead-lettered). e is filled on failure. */
 typedef int (*svc_handler_fn)(db_conn_t *db, const svc_msg_t *m, void *app, err_t *e);
 
 /* type MSG_NONE makes a catch-all route: it receives every valid message no other route takes

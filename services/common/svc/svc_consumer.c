@@ -6,15 +6,64 @@
  * back, that message is marked poison, and the batch is run again without it. Decoding and
  * validation happen before the transaction, so a malformed message never touches the database.
  *
+ * Failures of a batch fall in two classes, and only one of them is counted:
+ *   - transient: the database or the broker is unreachable (the connection is gone, or the
+ *     server announced its shutdown: SQLSTATE classes 08 and 57P). The batch is held in place,
+ *     the database reconnected with backoff, and the batch run again, as often as it takes: an
+ *     outage says nothing about the messages, so it neither uses their delivery attempts nor
+ *     counts towards the bound below;
+ *   - anything else (ERR_INTERNAL, ERR_CONFLICT, a serialization failure or deadlock that keeps
+ *     coming back, a failed COMMIT on a live connection, ...) is retried with backoff up to
+ *     CONSUMER_MAX_ATTEMPTS times. Then the batch is split: every message still pending is run
+ *     alone, in its own transaction, with the same bound each, in delivery order. A message
+ *     that fails alone that many times is poison of class `handler` (its error code and text go
+ *     in the dead letter's headers); the others commit. Splitting one by one, rather than
+ *     bisecting, is deliberate: the failure may come from the combination of two messages (a
+ *     conflict between them), which a message alone does not reproduce, and a split happens
+ *     only when a batch keeps failing, so its cost does not matter.
+ * One message therefore cannot wedge a queue, and a database outage cannot dead-letter anything.
+ *
+ * Dead letters. After the commit, poison messages are published to petstore.dlx (routing key =
+ * the queue) with publisher confirms and x-petstore-* headers (failure class, error code and
+ * text, handler, original queue, exchange and routing key, time). The original headers go along
+ * (nested values folded into strings), unless the dead letter would then not fit in one frame
+ * (mq_publish reports that message ERR_INVALID without sending it or breaking the connection):
+ * then it is published again with only the original headers that are small (each at most
+ * TRIM_KEEP_BYTES, together at most TRIM_BUDGET_BYTES), and the header
+ * x-petstore-headers-trimmed names what was dropped; failing that, with our headers alone. A
+ * dead-letter publish that fails otherwise (broker unreachable, nacked, unroutable) holds the
+ * batch: nothing is acknowledged, the publish is retried with backoff, and messages already
+ * confirmed are not published again (unless the batch is redelivered, then a dead letter may
+ * appear twice in the .dlq; the original is never lost).
+ *
  * Invariants:
  *   - nothing is acknowledged before the transaction that recorded its effects has committed;
  *   - poison is acknowledged only after the dead-letter publish was confirmed by the broker;
  *   - a batch is always acknowledged as a whole with one multiple ack of its last tag, so no
- *     older unacknowledged delivery can exist on the channel when that ack is sent;
- *   - on a transient failure nothing is acknowledged or rejected: the batch is retried in place
- *     with backoff (the broker keeps the messages, delivery attempts are not burned), and the
- *     supervisor keeps the broker connection alive meanwhile, so the broker does not take the
- *     batch back either.
+ *     older unacknowledged delivery can exist on the channel when that ack is sent (a split
+ *     batch too: its transactions all commit before the one ack);
+ *   - while a batch is held nothing is acknowledged or rejected, and the supervisor keeps the
+ *     broker connection alive, so the broker does not take the batch back either; if the
+ *     connection is lost anyway, the broker redelivers the batch and the inbox makes the
+ *     repetition harmless.
+ *
+ * Inbox retention. The inbox grows by one row per message; the first consumer of a process
+ * that has an inbox (one per service database and process) deletes rows older than
+ * INBOX_RETENTION_S, at the start of a step (outside any transaction), at most PURGE_ROWS rows
+ * per statement and PURGE_STATEMENTS statements per step, every PURGE_EVERY_S seconds (sooner
+ * while rows remain). The trade-off: a message redelivered or replayed from a dead-letter queue
+ * after its inbox row was purged is handled again, so the retention must exceed the longest
+ * replay window (the default, 7 days, does; the handlers' own version guards are the second
+ * line of defence).
+ *
+ * Test hooks (read once, when the consumer is created):
+ *   PETSTORE_FAULT_HANDLER_FAIL_MESSAGE_ID=<uuid>  the handler of that message fails with
+ *       ERR_INTERNAL every time (a message that keeps failing);
+ *   PETSTORE_FAULT_CONSUMER_EXIT_AFTER_COMMIT=1     the process logs consumer.fault_exit and
+ *       ends with _exit(137) after a batch committed, before its dead letters and its ack;
+ *   PETSTORE_FAULT_CONSUMER_EXIT_AFTER_DEAD_LETTER=1  likewise after the dead letters of a
+ *       batch were confirmed, before its ack.
+ *
  * Connections, reconnects, heartbeats, readiness and drain belong to the worker supervisor
  * (svc_worker.h); this file is the step: collect a batch, handle it, acknowledge it. */
 #include "svc_internal.h"
@@ -22,7 +71,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "inbox.h"
 #include "metrics.h"
@@ -31,6 +82,13 @@
 #include "mq_publish.h"
 #include "svc_worker.h"
 
+#define TRIM_KEEP_BYTES 1024    /* an original header this small survives trimming */
+#define TRIM_BUDGET_BYTES 16384 /* and so many bytes of them at most */
+#define PURGE_ROWS 1000         /* inbox rows deleted per statement */
+#define PURGE_STATEMENTS 10     /* statements per step */
+#define PURGE_EVERY_S 60        /* between purges when nothing is left to delete */
+
+/* ITEM_DONE: committed in a transaction of its own while a batch was split. */
 enum item_state { ITEM_READY = 0, ITEM_POISON, ITEM_DONE };
 
 typedef struct item {
@@ -41,10 +99,18 @@ typedef struct item {
     msg_envelope_t env;
     trace_ctx_t trace;
     log_ctx_t log;
-    const char *failure_class; /* for poison: "unknown-type", "envelope", "contract", "handler" */
+    /* for poison: "unknown-type", "envelope", "contract", "handler" */
+    const char *failure_class;
     err_t err;
-    int handled; /* a handler took it in the attempt that committed */
+    int attempts;      /* for poison of class handler: the failed attempts that made it so */
+    int handled;       /* a handler took it in the attempt that committed */
+    int dead_lettered; /* its dead letter was confirmed */
 } item_t;
+
+/* Outcomes of one committed transaction. */
+typedef struct counts {
+    size_t ok, dup, ignored;
+} counts_t;
 
 typedef struct consumer {
     svc_t *svc;
@@ -57,13 +123,28 @@ typedef struct consumer {
     item_t *items;
     int prefetch;
     int batch_max;
+    int max_attempts; /* CONSUMER_MAX_ATTEMPTS */
     const char **ids; /* batch_max scratch slots for the inbox */
     int *fresh;
-    metrics_counter_t *m_ok, *m_dup, *m_ignored, *m_poison, *m_retry;
+    int purges;        /* this consumer purges the inbox of its database */
+    int retention_s;   /* INBOX_RETENTION_S */
+    long next_purge_s; /* monotonic seconds */
+    metrics_counter_t *m_ok, *m_dup, *m_ignored, *m_poison, *m_retry, *m_split, *m_purged;
     metrics_histogram_t *m_batch;
+    /* test hooks (see the top of this file) */
+    const char *fault_fail_id;
+    int fault_exit_after_commit;
+    int fault_exit_after_dead_letter;
 } consumer_t;
 
 static const double batch_bounds[] = {1, 2, 5, 10, 20, 50, 100, 200, 500};
+
+static long mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long)ts.tv_sec;
+}
 
 static void item_clear(item_t *it)
 {
@@ -77,6 +158,21 @@ static void mark_poison(item_t *it, const char *failure_class, const err_t *e)
     it->state = ITEM_POISON;
     it->failure_class = failure_class;
     it->err = *e;
+    it->handled = 0;
+}
+
+/* A test hook's exit at an exact point of the protocol: as abrupt as kill -9 (no drain, no
+ * ack, no close), after one log line that says where. */
+static void fault_exit(const consumer_t *c, const char *hook)
+{
+    log_warn(NULL, "consumer.fault_exit", json_pack("{s:s,s:s}", "queue", c->label, "hook", hook));
+    _exit(137);
+}
+
+static int env_flag(const char *name)
+{
+    const char *v = getenv(name);
+    return v != NULL && strcmp(v, "1") == 0;
 }
 
 /* Everything that can be checked without the database: type, contract, envelope. */
@@ -145,43 +241,45 @@ static svc_msg_t msg_of(const consumer_t *c, const item_t *it)
     return m;
 }
 
-/* One attempt at the batch. Returns 0 when committed, ERR_INVALID when a handler declared a
- * message poison (it is marked; the caller runs the batch again), or a transient error. */
-static int run_batch(consumer_t *c, item_t *items, size_t n, size_t *ok, size_t *dup,
-                     size_t *ignored, err_t *e)
+/* One attempt at the items that are ITEM_READY among items[0..n), in one transaction. Returns 0
+ * when committed (*got counts the outcomes), ERR_INVALID when a handler declared a message
+ * poison (it is marked; the caller runs the rest again), or the failure (e filled). */
+static int run_batch(consumer_t *c, item_t *items, size_t n, counts_t *got, err_t *e)
 {
     const char **ids = c->ids;
     int *fresh = c->fresh;
     size_t k = 0;
-    *ok = *dup = *ignored = 0;
+    memset(got, 0, sizeof(*got));
     int rc = db_begin(c->db, e);
     if (rc != 0)
         return rc;
     /* Every id of the batch in one round trip; a repeat within the batch counts once. */
     for (size_t i = 0; i < n; i++) {
+        if (items[i].state != ITEM_READY)
+            continue;
         items[i].handled = 0;
-        if (items[i].state != ITEM_POISON) {
-            fresh[k] = 1;
-            ids[k++] = items[i].env.message_id;
-        }
+        fresh[k] = 1;
+        ids[k++] = items[i].env.message_id;
     }
     if (k > 0 && c->def->inbox_name != NULL) {
         rc = inbox_record_many(c->db, c->def->inbox_name, ids, k, fresh, e);
+        if (rc == ERR_INVALID) /* decoded ids are uuids: not a message's fault */
+            rc = e->code = ERR_INTERNAL;
         if (rc != 0)
             goto fail;
     }
     k = 0;
     for (size_t i = 0; i < n; i++) {
         item_t *it = &items[i];
-        if (it->state == ITEM_POISON)
+        if (it->state != ITEM_READY)
             continue;
         if (!fresh[k++]) {
-            (*dup)++;
+            got->dup++;
             continue;
         }
         const svc_route_t *route = find_route(c->def, it->type);
         if (route == NULL) {
-            (*ignored)++;
+            got->ignored++;
             log_debug(&it->log, "consumer.ignored",
                       json_pack("{s:s,s:s}", "type", it->d->type, "queue", c->label));
             continue;
@@ -189,7 +287,11 @@ static int run_batch(consumer_t *c, item_t *items, size_t n, size_t *ok, size_t 
         svc_msg_t m = msg_of(c, it);
         err_t he;
         err_clear(&he);
-        rc = route->fn(c->db, &m, svc_app(c->svc), &he);
+        if (c->fault_fail_id != NULL && strcasecmp(it->env.message_id, c->fault_fail_id) == 0)
+            rc = err_set(&he, ERR_INTERNAL,
+                         "injected handler failure (PETSTORE_FAULT_HANDLER_FAIL_MESSAGE_ID)");
+        else
+            rc = route->fn(c->db, &m, svc_app(c->svc), &he);
         if (rc == ERR_INVALID) {
             mark_poison(it, "handler", &he);
             db_rollback(c->db);
@@ -202,12 +304,124 @@ static int run_batch(consumer_t *c, item_t *items, size_t n, size_t *ok, size_t 
             goto fail;
         }
         it->handled = 1;
-        (*ok)++;
+        got->ok++;
     }
     return db_commit(c->db, e);
 fail:
     db_rollback(c->db);
     return rc;
+}
+
+/* True when the failure says the database is unreachable rather than anything about the
+ * messages: the connection is gone, or the server is shutting down or cannot take it. */
+static int db_unreachable(consumer_t *c, const err_t *e)
+{
+    if (c->db == NULL || !db_check(c->db))
+        return 1;
+    return strncmp(e->sqlstate, "08", 2) == 0 || strncmp(e->sqlstate, "57P", 3) == 0 ||
+           strcmp(e->sqlstate, "53300") == 0;
+}
+
+enum verdict { AGAIN, GIVE_UP, ABANDON };
+
+/* After a failed attempt: decides whether to try again (after holding: database reconnected,
+ * backoff waited, broker kept alive), to give up on the messages of the attempt (the bound is
+ * reached), or to abandon the batch (the broker connection is gone: the broker redelivers it;
+ * or the process is stopping). *failures counts the attempts that count. */
+static enum verdict after_failure(consumer_t *c, const err_t *e, int *failures, size_t pending)
+{
+    metrics_counter_add(c->m_retry, 1);
+    if (!mq_ok(c->mq)) {
+        log_err(LOG_WARN, NULL, "consumer.batch_abandoned", e);
+        svc_worker_mq_lost(c->w, e->msg);
+        return ABANDON;
+    }
+    int transient = db_unreachable(c, e);
+    if (!transient)
+        ++*failures;
+    log_warn(NULL, "consumer.batch_retry",
+             json_pack("{s:s,s:s,s:s,s:s,s:b,s:i,s:i,s:i}", "queue", c->label, "code",
+                       err_name(e->code), "error", e->msg, "sqlstate", e->sqlstate, "transient",
+                       transient, "attempt", *failures, "max_attempts", c->max_attempts, "messages",
+                       (int)pending));
+    if (!transient && *failures >= c->max_attempts)
+        return GIVE_UP;
+    err_t de;
+    err_clear(&de);
+    if (svc_worker_restore_db(c->w, &de) != 0)
+        return ABANDON; /* stopping: the batch is returned to the queue at close */
+    c->db = svc_worker_db(c->w);
+    if (svc_worker_backoff(c->w))
+        return ABANDON;
+    if (c->mq != svc_worker_mq(c->w))
+        return ABANDON; /* a heartbeat failed while waiting: the batch went back with the channel */
+    return AGAIN;
+}
+
+static void count_add(counts_t *total, const counts_t *got)
+{
+    total->ok += got->ok;
+    total->dup += got->dup;
+    total->ignored += got->ignored;
+}
+
+static size_t count_state(const item_t *items, size_t n, enum item_state state)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        k += items[i].state == state;
+    return k;
+}
+
+/* Runs the ready items of items[0..n) (all of them together, or each alone once the bound is
+ * reached with several) until each is committed or poison. 0 when done; -1 when the batch must
+ * be abandoned. With several items, a give-up splits; with one, it makes that item poison. */
+static int run_until_settled(consumer_t *c, item_t *items, size_t n, counts_t *total)
+{
+    int failures = 0;
+    for (;;) {
+        size_t pending = count_state(items, n, ITEM_READY);
+        counts_t got;
+        err_t e;
+        err_clear(&e);
+        int rc = run_batch(c, items, n, &got, &e);
+        if (rc == 0) {
+            count_add(total, &got);
+            svc_worker_backoff_reset(c->w);
+            return 0;
+        }
+        if (rc == ERR_INVALID)
+            continue; /* a handler found poison; it is marked, run the rest again at once */
+        enum verdict v = after_failure(c, &e, &failures, pending);
+        if (v == ABANDON)
+            return -1;
+        if (v == AGAIN)
+            continue;
+        if (pending == 1) {
+            for (size_t i = 0; i < n; i++)
+                if (items[i].state == ITEM_READY) {
+                    mark_poison(&items[i], "handler", &e);
+                    items[i].attempts = failures;
+                }
+            return 0;
+        }
+        break;
+    }
+    /* Split: each pending message alone, in delivery order. */
+    metrics_counter_add(c->m_split, 1);
+    log_warn(NULL, "consumer.batch_split",
+             json_pack("{s:s,s:i,s:i}", "queue", c->label, "messages",
+                       (int)count_state(items, n, ITEM_READY), "max_attempts", c->max_attempts));
+    svc_worker_backoff_reset(c->w);
+    for (size_t i = 0; i < n; i++) {
+        if (items[i].state != ITEM_READY)
+            continue;
+        if (run_until_settled(c, &items[i], 1, total) != 0)
+            return -1;
+        if (items[i].state == ITEM_READY)
+            items[i].state = ITEM_DONE;
+    }
+    return 0;
 }
 
 /* The delivery's headers with nested values (x-death tables from an earlier dead-lettering)
@@ -235,23 +449,82 @@ static json_t *flat_headers(const json_t *headers)
     return h;
 }
 
-/* Publishes every poison item of the batch to petstore.dlx and waits for the confirms. */
-static int dead_letter(consumer_t *c, item_t *items, size_t n, err_t *e)
+/* The headers of item's dead letter (new reference): the original ones, folded flat; at level
+ * 1 only the small ones, at level 2 none; then ours. */
+static json_t *dead_letter_headers(const consumer_t *c, const item_t *it, int level,
+                                   const char *failed_at)
 {
+    const mq_delivery_t *d = it->d;
+    json_t *flat = flat_headers(d->headers);
+    json_t *h = flat;
+    if (flat != NULL && level > 0) {
+        h = json_object();
+        char dropped[512] = "";
+        size_t used = 0, kept_bytes = 0;
+        int n_dropped = 0;
+        const char *key;
+        json_t *value;
+        json_object_foreach(flat, key, value)
+        {
+            size_t size = strlen(key) + (json_is_string(value) ? json_string_length(value) : 16);
+            if (level == 1 && size <= TRIM_KEEP_BYTES && kept_bytes + size <= TRIM_BUDGET_BYTES) {
+                json_object_set(h, key, value);
+                kept_bytes += size;
+                continue;
+            }
+            n_dropped++;
+            if (used < sizeof(dropped)) {
+                int w = snprintf(dropped + used, sizeof(dropped) - used, "%s%s (%zu bytes)",
+                                 used > 0 ? ", " : "", key, size);
+                used += w > 0 ? (size_t)w : 0;
+            }
+        }
+        char note[640];
+        snprintf(note, sizeof(note), "%d original header(s) dropped to fit the frame: %s",
+                 n_dropped, dropped);
+        json_object_set_new(h, "x-petstore-headers-trimmed", json_string(note));
+        json_decref(flat);
+    }
+    if (h == NULL)
+        return NULL;
+    json_object_set_new(h, "x-petstore-failure-class", json_string(it->failure_class));
+    json_object_set_new(h, "x-petstore-error-code", json_string(err_name(it->err.code)));
+    json_object_set_new(h, "x-petstore-error", json_string(it->err.msg));
+    json_object_set_new(h, "x-petstore-handler", json_string(c->def->inbox_name));
+    json_object_set_new(h, "x-petstore-original-queue", json_string(c->def->queue));
+    json_object_set_new(h, "x-petstore-original-exchange",
+                        json_string(d->exchange ? d->exchange : ""));
+    json_object_set_new(h, "x-petstore-original-routing-key",
+                        json_string(d->routing_key ? d->routing_key : ""));
+    json_object_set_new(h, "x-petstore-failed-at", json_string(failed_at));
+    if (it->attempts > 0)
+        json_object_set_new(h, "x-petstore-attempts", json_integer(it->attempts));
+    return h;
+}
+
+/* Publishes the poison items of the batch not yet dead-lettered to petstore.dlx and waits for
+ * the confirms, trimming the headers of those that do not fit a frame (up to two more rounds).
+ * *published counts the dead letters confirmed by this call. 0 when every poison item is
+ * dead-lettered. */
+static int dead_letter(consumer_t *c, item_t *items, size_t n, size_t *published, err_t *e)
+{
+    *published = 0;
     size_t count = 0;
     for (size_t i = 0; i < n; i++)
-        count += items[i].state == ITEM_POISON;
+        count += items[i].state == ITEM_POISON && !items[i].dead_lettered;
     if (count == 0)
         return 0;
     if (c->def->private_exchange != NULL) {
         /* No dead-letter twin for a private queue: the work queue's consumer dead-letters the
          * same message. Logged, then acknowledged with the batch. */
         for (size_t i = 0; i < n; i++)
-            if (items[i].state == ITEM_POISON)
+            if (items[i].state == ITEM_POISON && !items[i].dead_lettered) {
                 log_warn(&items[i].log, "consumer.poison_skipped",
                          json_pack("{s:s,s:s,s:s,s:s?}", "queue", c->label, "class",
                                    items[i].failure_class, "error", items[i].err.msg, "type",
                                    items[i].d->type));
+                items[i].dead_lettered = 1;
+            }
         return 0;
     }
     mq_conn_t *pub = NULL;
@@ -262,68 +535,113 @@ static int dead_letter(consumer_t *c, item_t *items, size_t n, err_t *e)
     mq_message_t *msgs = calloc(count, sizeof(*msgs));
     json_t **headers = calloc(count, sizeof(*headers));
     int *status = calloc(count, sizeof(*status));
+    item_t **of = calloc(count, sizeof(*of));
     char failed_at[32];
     time_t now = time(NULL);
     struct tm tm;
     gmtime_r(&now, &tm);
     strftime(failed_at, sizeof(failed_at), "%Y-%m-%dT%H:%M:%SZ", &tm);
-    if (msgs == NULL || headers == NULL || status == NULL) {
+    if (msgs == NULL || headers == NULL || status == NULL || of == NULL) {
         rc = err_set(e, ERR_NOMEM, "out of memory dead-lettering");
         goto out;
     }
+    /* Round 0 takes every pending item; rounds 1 and 2 those the broker could not take as
+     * they were (ERR_INVALID: too large for a frame), with their headers trimmed further. */
     size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        item_t *it = &items[i];
-        if (it->state != ITEM_POISON)
-            continue;
-        const mq_delivery_t *d = it->d;
-        json_t *h = flat_headers(d->headers);
-        json_object_set_new(h, "x-petstore-failure-class", json_string(it->failure_class));
-        json_object_set_new(h, "x-petstore-error-code", json_string(err_name(it->err.code)));
-        json_object_set_new(h, "x-petstore-error", json_string(it->err.msg));
-        json_object_set_new(h, "x-petstore-handler", json_string(c->def->inbox_name));
-        json_object_set_new(h, "x-petstore-original-queue", json_string(c->def->queue));
-        json_object_set_new(h, "x-petstore-original-exchange",
-                            json_string(d->exchange ? d->exchange : ""));
-        json_object_set_new(h, "x-petstore-original-routing-key",
-                            json_string(d->routing_key ? d->routing_key : ""));
-        json_object_set_new(h, "x-petstore-failed-at", json_string(failed_at));
-        headers[k] = h;
-        /* A message that arrived without an id still needs one to match its confirm. */
-        msgs[k] = (mq_message_t){
-            .exchange = "petstore.dlx",
-            .routing_key = c->def->queue,
-            .message_id = d->message_id,
-            .correlation_id = d->correlation_id,
-            .type = d->type,
-            .app_id = d->app_id,
-            .content_type = d->content_type,
-            .timestamp = d->timestamp,
-            .headers = h,
-            .body = d->body,
-            .body_len = d->body_len,
-        };
-        log_warn(&it->log, "consumer.dead_lettered",
-                 json_pack("{s:s,s:s,s:s,s:s,s:s?}", "queue", c->def->queue, "class",
-                           it->failure_class, "code", err_name(it->err.code), "error", it->err.msg,
-                           "type", d->type));
-        k++;
+    for (size_t i = 0; i < n; i++)
+        if (items[i].state == ITEM_POISON && !items[i].dead_lettered)
+            of[k++] = &items[i];
+    for (int level = 0; level <= 2 && k > 0; level++) {
+        for (size_t j = 0; j < k; j++) {
+            item_t *it = of[j];
+            const mq_delivery_t *d = it->d;
+            json_decref(headers[j]);
+            headers[j] = dead_letter_headers(c, it, level, failed_at);
+            if (headers[j] == NULL) {
+                rc = err_set(e, ERR_NOMEM, "out of memory dead-lettering");
+                goto out;
+            }
+            msgs[j] = (mq_message_t){
+                .exchange = "petstore.dlx",
+                .routing_key = c->def->queue,
+                .message_id = d->message_id,
+                .correlation_id = d->correlation_id,
+                .type = d->type,
+                .app_id = d->app_id,
+                .content_type = d->content_type,
+                .timestamp = d->timestamp,
+                .headers = headers[j],
+                .body = d->body,
+                .body_len = d->body_len,
+            };
+        }
+        /* After a failed call, status still tells which were confirmed before it. */
+        rc = mq_publish_batch(pub, msgs, k, status, 10000, e);
+        size_t again = 0;
+        for (size_t j = 0; j < k; j++) {
+            item_t *it = of[j];
+            if (status[j] == 0) {
+                it->dead_lettered = 1;
+                (*published)++;
+                log_warn(&it->log, "consumer.dead_lettered",
+                         json_pack("{s:s,s:s,s:s,s:s,s:s?,s:i}", "queue", c->def->queue, "class",
+                                   it->failure_class, "code", err_name(it->err.code), "error",
+                                   it->err.msg, "type", it->d->type, "trim_level", level));
+            } else if (status[j] == ERR_INVALID) {
+                of[again] = it;
+                json_t *tmp = headers[again];
+                headers[again] = headers[j];
+                headers[j] = tmp;
+                again++;
+            } else if (rc == 0) {
+                rc = err_set(e, ERR_RETRY, "dead-letter publish of %s not confirmed (%s)",
+                             it->d->message_id ? it->d->message_id : "a message",
+                             err_name(status[j]));
+            }
+        }
+        if (rc != 0)
+            goto out;
+        k = again;
     }
-    rc = mq_publish_batch(pub, msgs, count, status, 10000, e);
-    for (size_t i = 0; rc == 0 && i < count; i++) {
-        if (status[i] != 0)
-            rc = err_set(e, ERR_RETRY, "dead-letter publish not confirmed (%s)",
-                         err_name(status[i]));
-    }
-    if (rc == 0)
-        metrics_counter_add(c->m_poison, (double)count);
+    if (rc == 0 && k > 0)
+        rc = err_set(e, ERR_INTERNAL, "dead letter of %s does not fit a frame even untrimmed",
+                     of[0]->d->message_id ? of[0]->d->message_id : "a message");
 out:
+    metrics_counter_add(c->m_poison, (double)*published);
     for (size_t i = 0; headers != NULL && i < count; i++)
         json_decref(headers[i]);
     free(headers);
     free(msgs);
     free(status);
+    free(of);
     return rc;
+}
+
+/* Dead-letters the batch's poison, holding the batch until the broker confirmed every dead
+ * letter. 0 when done (*published: how many were published); -1 when the batch must be
+ * abandoned. */
+static int dead_letter_until_confirmed(consumer_t *c, item_t *items, size_t n, size_t *published)
+{
+    *published = 0;
+    for (;;) {
+        err_t e;
+        err_clear(&e);
+        size_t now = 0;
+        int rc = dead_letter(c, items, n, &now, &e);
+        *published += now;
+        if (rc == 0)
+            return 0;
+        metrics_counter_add(c->m_retry, 1);
+        log_err(LOG_WARN, NULL, "consumer.dead_letter_failed", &e);
+        if (!mq_ok(c->mq)) {
+            svc_worker_mq_lost(c->w, e.msg);
+            return -1;
+        }
+        if (svc_worker_backoff(c->w))
+            return -1;
+        if (c->mq != svc_worker_mq(c->w))
+            return -1;
+    }
 }
 
 /* After the broker connection opened: the queue (a private one is declared first), then qos and
@@ -401,53 +719,61 @@ static void handle(consumer_t *c, item_t *items, size_t n)
     for (size_t i = 0; i < n; i++)
         decode_item(&items[i]);
 
-    for (;;) {
-        err_t e;
-        err_clear(&e);
-        size_t ok = 0, dup = 0, ignored = 0;
-        int rc = run_batch(c, items, n, &ok, &dup, &ignored, &e);
-        if (rc == ERR_INVALID)
-            continue; /* a handler found poison; it is marked, run the rest again at once */
-        if (rc == 0) {
-            run_after_commit(c, items, n);
-            rc = dead_letter(c, items, n, &e);
-        }
-        if (rc == 0)
-            rc = mq_ack(c->mq, items[n - 1].d->delivery_tag, 1, &e);
-        if (rc == 0) {
-            metrics_counter_add(c->m_ok, (double)ok);
-            metrics_counter_add(c->m_dup, (double)dup);
-            metrics_counter_add(c->m_ignored, (double)ignored);
-            metrics_histogram_observe(c->m_batch, (double)n);
-            svc_worker_backoff_reset(c->w);
-            return;
-        }
-        metrics_counter_add(c->m_retry, 1);
-        log_err(LOG_WARN, NULL, "consumer.batch_retry", &e);
-        if (!mq_ok(c->mq)) {
-            /* Unacknowledged deliveries went back to the queue with the channel. */
-            svc_worker_mq_lost(c->w, e.msg);
-            return;
-        }
-        /* Hold the batch: reconnect the database if it was lost, wait, try again. The
-         * supervisor keeps the broker connection alive all the while. */
-        err_t de;
-        err_clear(&de);
-        if (svc_worker_restore_db(c->w, &de) != 0)
-            return; /* stopping: the batch is returned to the queue at close */
-        c->db = svc_worker_db(c->w);
-        if (svc_worker_backoff(c->w))
-            return;
-        if (c->mq != svc_worker_mq(c->w))
-            return; /* a heartbeat failed while waiting: the batch went back with the channel */
-        for (size_t i = 0; i < n; i++)
-            if (items[i].state == ITEM_POISON && strcmp(items[i].failure_class, "handler") == 0)
-                items[i].state = ITEM_READY; /* a handler's verdict is re-asked on retry */
+    counts_t total = {0, 0, 0};
+    if (run_until_settled(c, items, n, &total) != 0)
+        return;
+    if (c->fault_exit_after_commit)
+        fault_exit(c, "PETSTORE_FAULT_CONSUMER_EXIT_AFTER_COMMIT");
+    run_after_commit(c, items, n);
+    size_t published = 0;
+    if (dead_letter_until_confirmed(c, items, n, &published) != 0)
+        return;
+    if (published > 0 && c->fault_exit_after_dead_letter)
+        fault_exit(c, "PETSTORE_FAULT_CONSUMER_EXIT_AFTER_DEAD_LETTER");
+    err_t e;
+    err_clear(&e);
+    if (mq_ack(c->mq, items[n - 1].d->delivery_tag, 1, &e) != 0) {
+        /* Unacknowledged deliveries go back to the queue with the channel. */
+        log_err(LOG_WARN, NULL, "consumer.ack_failed", &e);
+        svc_worker_mq_lost(c->w, e.msg);
+        return;
     }
+    metrics_counter_add(c->m_ok, (double)total.ok);
+    metrics_counter_add(c->m_dup, (double)total.dup);
+    metrics_counter_add(c->m_ignored, (double)total.ignored);
+    metrics_histogram_observe(c->m_batch, (double)n);
+    svc_worker_backoff_reset(c->w);
 }
 
-/* One step of the supervisor: collect a batch (waiting briefly for its first delivery) and
- * handle it. */
+/* Deletes inbox rows past the retention, in short statements, when due. */
+static void purge_inbox(consumer_t *c)
+{
+    long now = mono_s();
+    if (!c->purges || now < c->next_purge_s || c->db == NULL)
+        return;
+    long total = 0, deleted = PURGE_ROWS;
+    err_t e;
+    err_clear(&e);
+    int rc = 0;
+    for (int i = 0; i < PURGE_STATEMENTS && deleted >= PURGE_ROWS; i++) {
+        rc = inbox_purge_batch(c->db, c->retention_s, PURGE_ROWS, &deleted, &e);
+        if (rc != 0)
+            break;
+        total += deleted;
+    }
+    metrics_counter_add(c->m_purged, (double)total);
+    if (rc != 0)
+        log_err(LOG_WARN, NULL, "consumer.inbox_purge_failed", &e);
+    else if (total > 0)
+        log_info(NULL, "consumer.inbox_purged",
+                 json_pack("{s:s,s:i,s:i}", "inbox", c->def->inbox_name, "rows", (int)total,
+                           "retention_s", c->retention_s));
+    /* Rows left over: come back at the next step but one second, not in a minute. */
+    c->next_purge_s = now + (rc == 0 && deleted >= PURGE_ROWS ? 1 : PURGE_EVERY_S);
+}
+
+/* One step of the supervisor: the inbox purge when due, then collect a batch (waiting briefly
+ * for its first delivery) and handle it. */
 static int consumer_step(svc_worker_t *w, void *ctx, err_t *e)
 {
     consumer_t *c = ctx;
@@ -455,6 +781,7 @@ static int consumer_step(svc_worker_t *w, void *ctx, err_t *e)
     c->w = w;
     c->db = svc_worker_db(w);
     c->mq = svc_worker_mq(w);
+    purge_inbox(c);
     size_t n = collect(c, c->items);
     if (n == 0)
         return 0;
@@ -506,6 +833,21 @@ consumer_t *svc__consumer_new(svc_t *svc, const svc_consumer_def_t *def, int pre
     snprintf(c->queue, sizeof(c->queue), "%s", def->queue != NULL ? def->queue : "");
     c->prefetch = prefetch;
     c->batch_max = batch_max;
+    const cfg_t *cfg = svc_cfg(svc);
+    c->max_attempts = cfg_int(cfg, "CONSUMER_MAX_ATTEMPTS");
+    c->retention_s = cfg_int(cfg, "INBOX_RETENTION_S");
+    /* The first consumer of the process with an inbox purges it (one per database). */
+    for (size_t i = 0; i < svc->def->n_consumers; i++) {
+        if (svc->def->consumers[i].inbox_name != NULL) {
+            c->purges = &svc->def->consumers[i] == def;
+            break;
+        }
+    }
+    c->next_purge_s = mono_s();
+    const char *fault = getenv("PETSTORE_FAULT_HANDLER_FAIL_MESSAGE_ID");
+    c->fault_fail_id = fault != NULL && fault[0] != '\0' ? fault : NULL;
+    c->fault_exit_after_commit = env_flag("PETSTORE_FAULT_CONSUMER_EXIT_AFTER_COMMIT");
+    c->fault_exit_after_dead_letter = env_flag("PETSTORE_FAULT_CONSUMER_EXIT_AFTER_DEAD_LETTER");
     c->ids = calloc((size_t)batch_max, sizeof(*c->ids));
     c->fresh = calloc((size_t)batch_max, sizeof(*c->fresh));
     c->items = calloc((size_t)batch_max, sizeof(*c->items));
@@ -524,8 +866,15 @@ consumer_t *svc__consumer_new(svc_t *svc, const svc_consumer_def_t *def, int pre
     snprintf(labels, sizeof(labels), "queue=\"%s\",outcome=\"dead_lettered\"", c->label);
     c->m_poison = metrics_counter("petstore_messages_consumed_total", help, labels);
     snprintf(labels, sizeof(labels), "queue=\"%s\"", c->label);
-    c->m_retry = metrics_counter("petstore_consumer_batch_retries_total",
-                                 "Batches rolled back by a transient failure and retried", labels);
+    c->m_retry =
+        metrics_counter("petstore_consumer_batch_retries_total",
+                        "Failed attempts at a batch (or its dead letters), retried", labels);
+    c->m_split = metrics_counter("petstore_consumer_batch_splits_total",
+                                 "Batches split into one transaction per message after "
+                                 "CONSUMER_MAX_ATTEMPTS failures",
+                                 labels);
+    c->m_purged = metrics_counter("petstore_inbox_purged_total",
+                                  "Inbox rows deleted after INBOX_RETENTION_S", labels);
     c->m_batch =
         metrics_histogram("petstore_consumer_batch_size", "Deliveries per transaction", labels,
                           batch_bounds, sizeof(batch_bounds) / sizeof(batch_bounds[0]));

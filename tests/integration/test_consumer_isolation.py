@@ -1,0 +1,112 @@
+"""One message cannot wedge a queue: a message whose handler keeps failing (not "invalid", not
+a lost connection) is retried a bounded number of times, then dead-lettered alone with class
+`handler`, while the rest of its batch is processed; and a poison message whose headers leave
+no room in the frame for the consumer's own is dead-lettered with its headers trimmed.
+
+Each test runs its own audit consumer (the system's steps aside, and is back at the end) and
+queues its messages before that consumer starts, so that they reach it as one batch."""
+import json
+import uuid
+
+import db
+from amqp import Broker, envelope
+from daemons import audit_daemon, replacing, take_dead_letters
+from petstore_env import need
+from wait import wait_until
+
+
+def publish_cancels(n):
+    """n valid order.cancel_requested events, published as the storefront (their producer)
+    on petstore.events; they reach audit.events through the audit fanout. Returns their ids."""
+    ids = []
+    with Broker(need("STOREFRONT_AMQP_URL")) as broker:
+        for _ in range(n):
+            order = str(uuid.uuid4())
+            props = envelope("order.cancel_requested.v1", order, source="storefront")
+            props.user_id = "storefront"
+            ids.append(broker.publish("order.cancel_requested.v1",
+                                      {"order_id": order, "user_id": str(uuid.uuid4())},
+                                      properties=props))
+    return ids
+
+
+def recorded(conn, ids):
+    return db.value(conn, "SELECT count(*) FROM event_log WHERE message_id = ANY(%s::uuid[])",
+                    list(ids))
+
+
+def dead_letters_of(ids, timeout=30):
+    """Waits until every id has reached audit.events.dlq; returns {id: [(props, body), ...]}."""
+    seen = {}
+
+    def all_there():
+        for props, body in take_dead_letters("audit.events.dlq", ids, timeout=0.5):
+            seen.setdefault(props.message_id, []).append((props, body))
+        return set(ids) <= set(seen)
+    wait_until(all_there, timeout=timeout, interval=0.1, what=f"{ids} in audit.events.dlq")
+    return seen
+
+
+def test_a_message_whose_handler_keeps_failing_is_dead_lettered_alone_and_its_batch_is_processed():
+    conn = db.connect("audit")
+    with replacing("audit"):
+        ids = publish_cancels(20)
+        bad = ids[7]
+        good = [i for i in ids if i != bad]
+        audit = audit_daemon("isolation", PETSTORE_FAULT_HANDLER_FAIL_MESSAGE_ID=bad)
+        try:
+            audit.wait_ready("the test's audit consumer ready")
+            wait_until(lambda: recorded(conn, good) == len(good), timeout=30,
+                       what="every other message of the batch recorded")
+            dead = dead_letters_of([bad])
+            assert len(dead[bad]) == 1
+            headers = dead[bad][0][0].headers
+            assert headers["x-petstore-failure-class"] == "handler"
+            assert headers["x-petstore-error-code"] == "ERR_INTERNAL"
+            assert "PETSTORE_FAULT_HANDLER_FAIL_MESSAGE_ID" in headers["x-petstore-error"]
+            assert headers["x-petstore-original-queue"] == "audit.events"
+            assert recorded(conn, [bad]) == 0, "the failing message changed nothing"
+            wait_until(lambda: audit.metric("petstore_messages_consumed_total",
+                                            queue="audit.events", outcome="ok") == len(good),
+                       what="the batch acknowledged")
+            assert audit.metric("petstore_messages_consumed_total", queue="audit.events",
+                                outcome="dead_lettered") == 1
+            assert audit.lines("consumer.batch_split"), "the batch was split once the bound hit"
+        finally:
+            assert audit.stop() == 0
+    conn.close()
+
+
+def test_a_poison_message_with_headers_filling_the_frame_is_dead_lettered_with_them_trimmed():
+    conn = db.connect("audit")
+    with replacing("audit"):
+        # An unknown type is poison before any handler runs. Its headers alone nearly fill a
+        # frame (131072 bytes), so the dead letter cannot carry them plus the consumer's.
+        props = envelope("order.teleported.v1", str(uuid.uuid4()), source="storefront")
+        props.headers["x-padding"] = "p" * 130600
+        props.headers["x-small"] = "kept"
+        with Broker() as broker:
+            poison = broker.publish("x", None, exchange="petstore.audit", routing_key="",
+                                    body=json.dumps({"order_id": props.correlation_id}).encode(),
+                                    properties=props)
+        good = publish_cancels(5)
+        audit = audit_daemon("trim")
+        try:
+            audit.wait_ready("the test's audit consumer ready")
+            dead = dead_letters_of([poison])
+            assert len(dead[poison]) == 1
+            headers = dead[poison][0][0].headers
+            assert headers["x-petstore-failure-class"] == "unknown-type"
+            assert headers["x-petstore-error-code"] == "ERR_INVALID"
+            assert "x-padding" not in headers
+            assert headers["x-small"] == "kept"
+            assert headers["cloudEvents_id"] == poison
+            assert "x-padding" in headers["x-petstore-headers-trimmed"]
+            assert json.loads(dead[poison][0][1]) == {"order_id": props.correlation_id}
+            wait_until(lambda: recorded(conn, good) == len(good), what="the rest recorded")
+            wait_until(lambda: audit.metric("petstore_messages_consumed_total",
+                                            queue="audit.events", outcome="ok") == len(good),
+                       what="the batch acknowledged")
+        finally:
+            assert audit.stop() == 0
+    conn.close()
