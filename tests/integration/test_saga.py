@@ -9,7 +9,10 @@ duration (when it runs against a launcher's system), drops the commands it cause
 queues and starts them again afterwards.
 
 Timers: waits are bounded by the saga's timeouts (the SAGA_* variables `./petstore test`
-exports, else the daemon's defaults) plus a margin.
+exports, else the daemon's defaults) plus a margin. Tests of what happens after many timeouts
+(parking in NEEDS_OPERATOR, timers that fail) replace the launcher's order-saga with a private
+one whose timeouts are a few hundred milliseconds (tests/lib/saga_instance.py), so they run in
+seconds whatever the system's settings.
 """
 import contextlib
 import json
@@ -22,6 +25,7 @@ import pytest
 import db
 from amqp import Broker
 from petstore_env import launcher
+from saga_instance import private_saga
 from wait import wait_until
 
 
@@ -31,21 +35,26 @@ def env_int(name, default):
 
 
 PAY_TIMEOUT_MS = env_int("SAGA_PAY_TIMEOUT_MS", 5000)
-COMPENSATE_TIMEOUT_MS = env_int("SAGA_COMPENSATE_TIMEOUT_MS", 5000)
-RETRY_MAX_MS = env_int("SAGA_RETRY_MAX_MS", 60000)
-MAX_COMPENSATION_TRIES = env_int("SAGA_MAX_COMPENSATION_TRIES", 5)
 MARGIN_S = 15.0
 SEALED = "c2VhbGVkIGNhcmQgbnVtYmVyIGZvciB0ZXN0cw=="
 STATUS_CHANGED = "saga.order_status_changed.v1"
 
+# The private order-saga of the tests that wait for many timeouts: every wait a few hundred
+# milliseconds, three tries before parking.
+FAST = {"SAGA_RESERVE_TIMEOUT_MS": 300, "SAGA_PAY_TIMEOUT_MS": 600,
+        "SAGA_CONFIRM_TIMEOUT_MS": 300, "SAGA_COMPENSATE_TIMEOUT_MS": 300,
+        "SAGA_RETRY_MAX_MS": 600, "SAGA_MAX_COMPENSATION_TRIES": 3,
+        "SAGA_MAX_CONFIRM_TRIES": 3, "SAGA_TIMER_POLL_MS": 50}
+FAST_TRIES = 3
 
-def needs_operator_after_s():
-    """How long compensations take to give up: the first wait, then capped doubling."""
-    total, ms = COMPENSATE_TIMEOUT_MS, COMPENSATE_TIMEOUT_MS
-    for _ in range(1, MAX_COMPENSATION_TRIES):
-        ms = min(ms * 2, RETRY_MAX_MS)
+
+def fast_saga_bound_s(first_ms):
+    """How long FAST gives up after: the first wait, then capped doubling, plus a margin."""
+    total, ms = first_ms, first_ms
+    for _ in range(1, FAST_TRIES):
+        ms = min(ms * 2, FAST["SAGA_RETRY_MAX_MS"])
         total += ms
-    return total / 1000.0
+    return total / 1000.0 + MARGIN_S
 
 
 @contextlib.contextmanager
@@ -393,22 +402,98 @@ def test_an_order_with_nothing_to_pay_skips_the_charge(world):
     assert [c["status"] for c in changes] == ["RESERVING", "PAYING", "CONFIRMING", "COMPLETED"]
 
 
-def test_compensation_that_keeps_failing_parks_the_saga_for_an_operator(world):
-    bound = PAY_TIMEOUT_MS / 1000.0 + needs_operator_after_s()
-    if bound > 40:
-        pytest.skip(f"the saga would park only after {bound:.0f} s with these SAGA_* settings")
-    o = Order(world)
-    reserved_and_charging(o)
-    # Nobody answers: the payment times out, compensations are sent and re-sent, then parked.
-    o.command("inventory.release.v1", timeout=bound + MARGIN_S, nth=MAX_COMPENSATION_TRIES)
-    saga = o.saga("NEEDS_OPERATOR", timeout=bound + MARGIN_S)
-    assert saga["reason"] == "TIMEOUT"
-    assert world.timer(o.id) is None
-    assert len(o.commands("payment.refund_or_void.v1")) == MAX_COMPENSATION_TRIES
-    assert len(o.commands("inventory.release.v1")) == MAX_COMPENSATION_TRIES
+def test_compensation_that_keeps_failing_parks_the_saga_for_an_operator(world, tmp_path):
+    with private_saga(tmp_path / "order-saga.log", replace=True, **FAST) as saga:
+        o = Order(world)
+        reserved_and_charging(o)
+        # Nobody answers: the payment times out, compensations are sent and re-sent, then parked.
+        bound = FAST["SAGA_PAY_TIMEOUT_MS"] / 1000.0 + fast_saga_bound_s(
+            FAST["SAGA_COMPENSATE_TIMEOUT_MS"])
+        o.command("inventory.release.v1", timeout=bound, nth=FAST_TRIES)
+        parked = o.saga("NEEDS_OPERATOR", timeout=bound)
+        assert parked["reason"] == "TIMEOUT"
+        assert world.timer(o.id) is None
+        assert len(o.commands("payment.refund_or_void.v1")) == FAST_TRIES
+        assert len(o.commands("inventory.release.v1")) == FAST_TRIES
+        assert saga.metrics()['petstore_saga_transitions_total{status="NEEDS_OPERATOR"}'] >= 1
 
-    # Acknowledgements that arrive after parking still finish the saga.
-    o.send("payment.voided.v1")
-    o.send("inventory.released.v1", {"pet_ids": o.pet_ids})
-    changes = o.updates("CANCELLED")
+        # Acknowledgements that arrive after parking still finish the saga.
+        o.send("payment.voided.v1")
+        o.send("inventory.released.v1", {"pet_ids": o.pet_ids})
+        changes = o.updates("CANCELLED")
     assert [c["status"] for c in changes][-3:] == ["COMPENSATING", "NEEDS_OPERATOR", "CANCELLED"]
+
+
+def test_a_confirmation_never_acknowledged_parks_the_saga_for_an_operator(world, tmp_path):
+    """CONFIRMING is retried, never compensated, but not forever: after SAGA_MAX_CONFIRM_TRIES
+    timeouts the saga waits in NEEDS_OPERATOR; a confirmation that comes later completes it."""
+    with private_saga(tmp_path / "order-saga.log", replace=True, **FAST) as saga:
+        o = Order(world)
+        reserved_and_charging(o)
+        o.send("payment.charged.v1", {"amount_cents": o.total_cents, "card_last4": "4242"})
+        bound = fast_saga_bound_s(FAST["SAGA_CONFIRM_TIMEOUT_MS"])
+        o.command("inventory.confirm_sale.v1", timeout=bound, nth=FAST_TRIES)
+        parked = o.saga("NEEDS_OPERATOR", timeout=bound)
+        assert parked["reason"] is None
+        assert world.timer(o.id) is None
+        assert len(o.commands("inventory.confirm_sale.v1")) == FAST_TRIES
+        assert o.commands("inventory.release.v1") == []
+        assert o.commands("payment.refund_or_void.v1") == []
+        assert saga.metrics()['petstore_saga_transitions_total{status="NEEDS_OPERATOR"}'] >= 1
+        assert world.steps(o.id)[-1]["why"].startswith("the sale confirmation")
+
+        o.send("inventory.sale_confirmed.v1", {"pet_ids": o.pet_ids})
+        changes = o.updates("COMPLETED")
+        assert o.saga("COMPLETED")["reason"] is None
+    assert [c["status"] for c in changes][-3:] == ["CONFIRMING", "NEEDS_OPERATOR", "COMPLETED"]
+
+
+def test_a_timer_that_keeps_failing_is_set_aside_and_the_others_fire(world, tmp_path):
+    """One saga whose timeout cannot be handled (here the database refuses its step with a
+    constraint violation, as a bad row would) backs off, is parked after a bounded number of
+    attempts with a metric, and never holds up the timers of the other sagas."""
+    bad = Order(world)
+    good = [Order(world) for _ in range(3)]
+    fn = "test_refuse_" + uuid.uuid4().hex[:12]
+    admin = db.admin(os.environ.get("SAGA_DB", "saga"))
+    db.rows(admin, f"""
+        CREATE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF NEW.order_id = '{bad.id}' AND NEW.event = 'timeout' THEN
+                RAISE EXCEPTION 'refused for the test' USING ERRCODE = 'check_violation';
+            END IF;
+            RETURN NEW;
+        END $$""")
+    db.rows(admin, f"CREATE TRIGGER {fn} BEFORE INSERT ON saga_steps"
+                   f" FOR EACH ROW EXECUTE FUNCTION {fn}()")
+    try:
+        with private_saga(tmp_path / "order-saga.log", replace=True, **FAST) as saga:
+            bad.place()  # first: its timer is the oldest due
+            bad.command("inventory.reserve.v1")
+            for o in good:
+                o.place()
+            for o in good:
+                o.command("inventory.release.v1", timeout=MARGIN_S)
+                assert o.saga("COMPENSATING")["reason"] == "TIMEOUT"
+
+            def parked():
+                rows = db.rows(world.db, "SELECT failures, last_error, parked_at"
+                               " FROM saga_timers WHERE order_id = %s", bad.id)
+                return rows[0] if rows and rows[0]["parked_at"] is not None else None
+            timer = wait_until(parked, timeout=MARGIN_S, what="the failing timer parked")
+            assert timer["failures"] >= 2
+            assert "refused for the test" in timer["last_error"]
+            assert bad.saga()["status"] == "RESERVING"
+            assert bad.commands("inventory.release.v1") == []
+            assert saga.metrics()["petstore_saga_timers_parked_total"] >= 1
+
+            # An operator who fixed the cause puts the timer back: it fires.
+            db.rows(admin, f"DROP TRIGGER {fn} ON saga_steps")
+            db.rows(world.db, "UPDATE saga_timers SET parked_at = NULL, failures = 0,"
+                    " deadline = now() WHERE order_id = %s", bad.id)
+            bad.command("inventory.release.v1", timeout=MARGIN_S)
+            assert bad.saga("COMPENSATING")["reason"] == "TIMEOUT"
+    finally:
+        db.rows(admin, f"DROP TRIGGER IF EXISTS {fn} ON saga_steps")
+        db.rows(admin, f"DROP FUNCTION IF EXISTS {fn}()")
+        admin.close()
