@@ -2,8 +2,10 @@
 the daemon cannot see coming.
 
 forget() behaves like a load balancer or NAT that lost its connection table (a failover, a
-restart of the middlebox): every connection it carried is cut on the server's side, and the
-client hears nothing until it next sends, when it gets a reset. A connection opened after
+restart of the middlebox): every connection it carried is cut on the server's side, and a
+client whose connection sat idle hears nothing until it next sends, when it gets a reset. A
+client still waiting for an answer (it sent last) is told at once that the connection ended, as
+the server's own reset would: otherwise it would wait for ever. A connection opened after
 forget() is forwarded normally."""
 import socket
 import struct
@@ -16,7 +18,7 @@ class TcpProxy:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.lock = threading.Lock()
-        self.pairs = []  # [client, upstream, forgotten]
+        self.pairs = []  # [client, upstream, forgotten, awaiting an answer]
         self.accepted = 0
         self.closed = False
         threading.Thread(target=self._accept, daemon=True).start()
@@ -27,18 +29,21 @@ class TcpProxy:
                 client, _ = self.listener.accept()
             except OSError:
                 return
-            try:
-                upstream = socket.create_connection(self.target, timeout=5)
-                upstream.settimeout(None)
-            except OSError:
-                client.close()
-                continue
-            pair = [client, upstream, False]
-            with self.lock:
-                self.pairs.append(pair)
-                self.accepted += 1
-            threading.Thread(target=self._pump_up, args=(pair,), daemon=True).start()
-            threading.Thread(target=self._pump_down, args=(pair,), daemon=True).start()
+            threading.Thread(target=self._connect, args=(client,), daemon=True).start()
+
+    def _connect(self, client):
+        try:
+            upstream = socket.create_connection(self.target, timeout=5)
+            upstream.settimeout(None)
+        except OSError:
+            client.close()
+            return
+        pair = [client, upstream, False, False]
+        with self.lock:
+            self.pairs.append(pair)
+            self.accepted += 1
+        threading.Thread(target=self._pump_up, args=(pair,), daemon=True).start()
+        threading.Thread(target=self._pump_down, args=(pair,), daemon=True).start()
 
     def _pump_up(self, pair):
         """Client to server. Data from a client whose connection was forgotten is answered
@@ -56,6 +61,8 @@ class TcpProxy:
                 break
             if not data:
                 break
+            with self.lock:
+                pair[3] = True
             try:
                 upstream.sendall(data)
             except OSError:
@@ -77,6 +84,8 @@ class TcpProxy:
                 return
             if not data:
                 break
+            with self.lock:
+                pair[3] = False
             try:
                 client.sendall(data)
             except OSError:
@@ -100,10 +109,12 @@ class TcpProxy:
             for pair in pairs:
                 pair[2] = True
         for pair in pairs:
-            try:
-                pair[1].shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            ends = pair[:2] if pair[3] else pair[1:2]
+            for end in ends:
+                try:
+                    end.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
         return len(pairs)
 
     def close(self):
