@@ -20,7 +20,6 @@ DAEMONS = ["storefront", "inventory", "payment", "order-saga", "audit", "relay-s
 
 
 def ready(name):
-    import os
     port = os.environ["PETSTORE_" + name.upper().replace("-", "_") + "_PORT"]
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
