@@ -31,6 +31,7 @@ import db as dbh
 import httpc
 from amqp import Broker
 from petstore_env import binary, need
+from tcp_proxy import TcpProxy
 from wait import wait_until
 
 REPLY_TIMEOUT_S = 20.0
@@ -463,6 +464,26 @@ def _free_port():
 @pytest.fixture
 def second_instance(tmp_path):
     """A second payment process on the same database and queue (competing consumers)."""
+    yield from _payment_process(tmp_path)
+
+
+@pytest.fixture
+def instance_behind_forwarder(tmp_path):
+    """A second payment process whose database connections pass through a TcpProxy, with two
+    HTTP threads; yields (process, proxy)."""
+    url = need("PAYMENT_DATABASE_URL")
+    target = dict(kv.split("=", 1) for kv in url.split())
+    proxy = TcpProxy(target.get("host", "127.0.0.1"), int(target["port"]))
+    through = " ".join([kv for kv in url.split() if not kv.startswith(("host=", "port="))]
+                       + ["host=127.0.0.1", f"port={proxy.port}"])
+    try:
+        for proc in _payment_process(tmp_path, DATABASE_URL=through, HTTP_THREADS="2"):
+            yield proc, proxy
+    finally:
+        proxy.close()
+
+
+def _payment_process(tmp_path, **overrides):
     keys = {n: secret(n) for n in ("PAYMENT_SECRET_KEY", "PAYMENT_PUBLIC_KEY", "CARD_HASH_KEY")}
     if not all(keys.values()):
         pytest.skip("the payment keys are not available (no secrets.env in PETSTORE_HOME)")
@@ -470,6 +491,7 @@ def second_instance(tmp_path):
     env = dict(os.environ, **keys, DATABASE_URL=need("PAYMENT_DATABASE_URL"),
                AMQP_URL=os.environ.get("PAYMENT_AMQP_URL") or need("AMQP_URL"),
                HTTP_PORT=str(port), HTTP_ADDR="127.0.0.1", LOG_LEVEL="info")
+    env.update(overrides)
     log = open(tmp_path / "payment-2.log", "w")
     proc = subprocess.Popen([binary("services/payment/payment")], env=env, stdout=log,
                             stderr=subprocess.STDOUT)
@@ -622,3 +644,36 @@ def test_the_admin_api_keeps_no_card_number_in_memory(second_instance):
     except AssertionError:
         raise AssertionError("card numbers still in memory after: "
                              + ", ".join(sorted(paths[n] for n in held["now"]))) from None
+
+
+# ---------------------------------------------------------------- dead pooled connections
+
+def test_the_admin_api_replaces_pooled_connections_that_died_unseen(instance_behind_forwarder):
+    """Point 8 of issue 13, for the payment admin API: its HTTP threads keep their database
+    connections; when those die without a word (a middlebox between payment and PostgreSQL
+    forgot them), the first read and the first card creation on each thread still succeed.
+    The creation is a write, repeated only because its statement finds the row its own first
+    run may have committed (.idempotent), so no card is created twice or answered 409."""
+    import concurrent.futures
+    proc, proxy = instance_behind_forwarder
+    token = need("ADMIN_TOKEN")
+    number = new_card_number()
+    r = httpc.post(proc.url + "/v1/cards", {"card_number": number, "balance_cents": 7},
+                   token=token)
+    assert r.status == 201, r
+    card = r.json["id"]
+
+    def read(_):
+        return httpc.get(proc.url + f"/v1/cards/{card}", token=token, retries_503=0).status
+
+    def create(_):
+        return httpc.post(proc.url + "/v1/cards", {"card_number": new_card_number(),
+                                                   "balance_cents": 1},
+                          token=token, retries_503=0).status
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        for _ in range(5):  # warm both HTTP threads
+            assert set(pool.map(read, range(8))) == {200}
+        for fn, ok in ((create, 201), (read, 200)):
+            proxy.forget()
+            got = list(pool.map(fn, range(8)))
+            assert got == [ok] * 8, f"{fn.__name__} on dead connections: {got}"
