@@ -25,8 +25,9 @@
  * connection is broken (libpq reports CONNECTION_BAD afterwards), reconnects in place (the
  * prepared statements are prepared again on first use) and runs once more, provided running it
  * twice cannot do anything twice:
- *   - BEGIN and statements whose text begins with SELECT (reads: none of ours writes through a
- *     function) are always repeated;
+ *   - BEGIN, statements whose text begins with SELECT (reads: none of ours writes through a
+ *     function) and statements declared `.idempotent = 1` (their author made a second run
+ *     harmless, e.g. an insert that finds the row its first run committed) are always repeated;
  *   - any other statement only when the server answered it with an error carrying a SQLSTATE
  *     (a failed autocommit statement committed nothing). A write that got no such answer may
  *     have committed before the connection died, so it stays ERR_RETRY for the caller to decide
@@ -67,6 +68,7 @@ typedef struct db_stmt {
     const char *name;
     const char *sql;
     int nparams;
+    int idempotent; /* running it twice does what running it once does (the retry rule below) */
 } db_stmt_t;
 
 /* Connection options; a zeroed struct (or NULL) means the defaults. */

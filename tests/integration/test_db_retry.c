@@ -101,6 +101,15 @@ static const db_stmt_t insert_row = {
     .nparams = 1,
 };
 
+/* Inserts the tagged row unless a row with that tag exists: a second run changes nothing. */
+static const db_stmt_t insert_once = {
+    .name = "itest_retry_insert_once",
+    .sql = "INSERT INTO retry_rows (tag) SELECT $1 WHERE NOT EXISTS"
+           " (SELECT FROM retry_rows WHERE tag = $1)",
+    .nparams = 1,
+    .idempotent = 1,
+};
+
 static long read_pid_value(db_conn_t *db, int expect_rc)
 {
     db_result_t *res = NULL;
@@ -157,6 +166,20 @@ static void test_a_write_that_got_no_answer_is_not_run_twice(void **s)
     assert_int_equal(db_exec(db, &insert_row, p, NULL, &e), ERR_RETRY);
     assert_false(db_ok(db));
     assert_int_equal(rows_tagged(check, "unanswered"), 0);
+    db_close(db);
+    db_close(check);
+}
+
+static void test_a_write_declared_idempotent_is_run_again_on_a_new_connection(void **s)
+{
+    (void)s;
+    db_conn_t *db = open_db(1), *check = open_db(0);
+    err_t e;
+    err_clear(&e);
+    cut_silently(db);
+    const char *p[] = {"idempotent"};
+    assert_int_equal(db_exec(db, &insert_once, p, NULL, &e), 0);
+    assert_int_equal(rows_tagged(check, "idempotent"), 1);
     db_close(db);
     db_close(check);
 }
@@ -248,6 +271,7 @@ int main(void)
             test_a_prepared_read_on_a_silently_dead_connection_reconnects_and_runs_again),
         cmocka_unit_test(test_without_the_option_a_dead_connection_is_an_error),
         cmocka_unit_test(test_a_write_that_got_no_answer_is_not_run_twice),
+        cmocka_unit_test(test_a_write_declared_idempotent_is_run_again_on_a_new_connection),
         cmocka_unit_test(test_a_read_on_a_connection_the_server_terminated_runs_again),
         cmocka_unit_test(test_a_write_on_a_connection_the_server_terminated_is_left_to_the_caller),
         cmocka_unit_test(
