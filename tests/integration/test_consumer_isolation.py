@@ -6,66 +6,32 @@ no room in the frame for the consumer's own is dead-lettered with its headers tr
 Each test runs its own audit consumer (the system's steps aside, and is back at the end) and
 queues its messages before that consumer starts, so that they reach it as one batch."""
 import json
-import uuid
 
 import db
-from amqp import Broker, envelope
-from daemons import audit_daemon, replacing, take_dead_letters
-from petstore_env import need
+from daemons import (audit_daemon, audit_recorded, publish_events, publish_poison, replacing,
+                     wait_dead_letters)
 from wait import wait_until
-
-
-def publish_cancels(n):
-    """n valid order.cancel_requested events, published as the storefront (their producer)
-    on petstore.events; they reach audit.events through the audit fanout. Returns their ids."""
-    ids = []
-    with Broker(need("STOREFRONT_AMQP_URL")) as broker:
-        for _ in range(n):
-            order = str(uuid.uuid4())
-            props = envelope("order.cancel_requested.v1", order, source="storefront")
-            props.user_id = "storefront"
-            ids.append(broker.publish("order.cancel_requested.v1",
-                                      {"order_id": order, "user_id": str(uuid.uuid4())},
-                                      properties=props))
-    return ids
-
-
-def recorded(conn, ids):
-    return db.value(conn, "SELECT count(*) FROM event_log WHERE message_id = ANY(%s::uuid[])",
-                    list(ids))
-
-
-def dead_letters_of(ids, timeout=30):
-    """Waits until every id has reached audit.events.dlq; returns {id: [(props, body), ...]}."""
-    seen = {}
-
-    def all_there():
-        for props, body in take_dead_letters("audit.events.dlq", ids, timeout=0.5):
-            seen.setdefault(props.message_id, []).append((props, body))
-        return set(ids) <= set(seen)
-    wait_until(all_there, timeout=timeout, interval=0.1, what=f"{ids} in audit.events.dlq")
-    return seen
 
 
 def test_a_message_whose_handler_keeps_failing_is_dead_lettered_alone_and_its_batch_is_processed():
     conn = db.connect("audit")
     with replacing("audit"):
-        ids = publish_cancels(20)
+        ids = publish_events(20)
         bad = ids[7]
         good = [i for i in ids if i != bad]
         audit = audit_daemon("isolation", PETSTORE_FAULT_HANDLER_FAIL_MESSAGE_ID=bad)
         try:
             audit.wait_ready("the test's audit consumer ready")
-            wait_until(lambda: recorded(conn, good) == len(good), timeout=30,
+            wait_until(lambda: audit_recorded(conn, good) == len(good), timeout=30,
                        what="every other message of the batch recorded")
-            dead = dead_letters_of([bad])
+            dead = wait_dead_letters("audit.events.dlq", [bad])
             assert len(dead[bad]) == 1
             headers = dead[bad][0][0].headers
             assert headers["x-petstore-failure-class"] == "handler"
             assert headers["x-petstore-error-code"] == "ERR_INTERNAL"
             assert "PETSTORE_FAULT_HANDLER_FAIL_MESSAGE_ID" in headers["x-petstore-error"]
             assert headers["x-petstore-original-queue"] == "audit.events"
-            assert recorded(conn, [bad]) == 0, "the failing message changed nothing"
+            assert audit_recorded(conn, [bad]) == 0, "the failing message changed nothing"
             wait_until(lambda: audit.metric("petstore_messages_consumed_total",
                                             queue="audit.events", outcome="ok") == len(good),
                        what="the batch acknowledged")
@@ -82,18 +48,12 @@ def test_a_poison_message_with_headers_filling_the_frame_is_dead_lettered_with_t
     with replacing("audit"):
         # An unknown type is poison before any handler runs. Its headers alone nearly fill a
         # frame (131072 bytes), so the dead letter cannot carry them plus the consumer's.
-        props = envelope("order.teleported.v1", str(uuid.uuid4()), source="storefront")
-        props.headers["x-padding"] = "p" * 130600
-        props.headers["x-small"] = "kept"
-        with Broker() as broker:
-            poison = broker.publish("x", None, exchange="petstore.audit", routing_key="",
-                                    body=json.dumps({"order_id": props.correlation_id}).encode(),
-                                    properties=props)
-        good = publish_cancels(5)
+        poison = publish_poison({"x-padding": "p" * 130600, "x-small": "kept"})
+        good = publish_events(5)
         audit = audit_daemon("trim")
         try:
             audit.wait_ready("the test's audit consumer ready")
-            dead = dead_letters_of([poison])
+            dead = wait_dead_letters("audit.events.dlq", [poison])
             assert len(dead[poison]) == 1
             headers = dead[poison][0][0].headers
             assert headers["x-petstore-failure-class"] == "unknown-type"
@@ -102,8 +62,8 @@ def test_a_poison_message_with_headers_filling_the_frame_is_dead_lettered_with_t
             assert headers["x-small"] == "kept"
             assert headers["cloudEvents_id"] == poison
             assert "x-padding" in headers["x-petstore-headers-trimmed"]
-            assert json.loads(dead[poison][0][1]) == {"order_id": props.correlation_id}
-            wait_until(lambda: recorded(conn, good) == len(good), what="the rest recorded")
+            assert json.loads(dead[poison][0][1])["order_id"] == dead[poison][0][0].correlation_id
+            wait_until(lambda: audit_recorded(conn, good) == len(good), what="the rest recorded")
             wait_until(lambda: audit.metric("petstore_messages_consumed_total",
                                             queue="audit.events", outcome="ok") == len(good),
                        what="the batch acknowledged")

@@ -9,8 +9,12 @@ import socket
 import subprocess
 import time
 
+import uuid
+
 import pika
 
+import db
+from amqp import Broker, envelope
 from httpc import get
 from petstore_env import binary, need
 from shop import petstore
@@ -93,6 +97,39 @@ def audit_daemon(label, **env):
                   AMQP_URL=need("AUDIT_AMQP_URL"), **env)
 
 
+def publish_events(n):
+    """n valid order.cancel_requested events, published as the storefront (their producer, with
+    its user_id) on petstore.events; they reach audit.events through the audit fanout (and the
+    saga, which records a cancel for an unknown order). Returns their message ids."""
+    ids = []
+    with Broker(need("STOREFRONT_AMQP_URL")) as broker:
+        for _ in range(n):
+            order = str(uuid.uuid4())
+            props = envelope("order.cancel_requested.v1", order, source="storefront")
+            props.user_id = "storefront"
+            ids.append(broker.publish("order.cancel_requested.v1",
+                                      {"order_id": order, "user_id": str(uuid.uuid4())},
+                                      properties=props))
+    return ids
+
+
+def publish_poison(headers=None):
+    """One poison message (an unknown type) straight to petstore.audit, so that only audit.events
+    receives it; extra headers are added to its envelope. Returns its message id."""
+    props = envelope("order.teleported.v1", str(uuid.uuid4()), source="storefront")
+    props.headers.update(headers or {})
+    with Broker() as broker:
+        return broker.publish("x", None, exchange="petstore.audit", routing_key="",
+                              body=b'{"order_id":"%s"}' % props.correlation_id.encode(),
+                              properties=props)
+
+
+def audit_recorded(conn, ids):
+    """How many of the message ids are in the audit database's event_log."""
+    return db.value(conn, "SELECT count(*) FROM event_log WHERE message_id = ANY(%s::uuid[])",
+                    list(ids))
+
+
 @contextlib.contextmanager
 def replacing(name):
     """Stops the system's daemon `name` for the block (so that the test's own daemon is the only
@@ -139,3 +176,16 @@ def take_dead_letters(queue, message_ids, timeout=2.0):
         return found
     finally:
         conn.close()
+
+
+def wait_dead_letters(queue, ids, timeout=30):
+    """Waits until every id has reached queue (a .dlq), taking them out of it; returns
+    {id: [(properties, body), ...]} (a dead letter may be there more than once)."""
+    seen = {}
+
+    def all_there():
+        for props, body in take_dead_letters(queue, ids, timeout=0.5):
+            seen.setdefault(props.message_id, []).append((props, body))
+        return set(ids) <= set(seen)
+    wait_until(all_there, timeout=timeout, interval=0.1, what=f"{ids} in {queue}")
+    return seen
