@@ -570,7 +570,16 @@ int db_exec(db_conn_t *db, const db_stmt_t *stmt, const char *const *params, db_
     if (fault_hit(e))
         return ERR_RETRY;
     exec_args_t a = {stmt, stmt->sql, stmt->nparams, params, out};
-    return with_retry(db, stmt->idempotent || sql_is_read(stmt->sql), exec_attempt, &a, e);
+    return with_retry(db, sql_is_read(stmt->sql), exec_attempt, &a, e);
+}
+
+int db_exec_idempotent(db_conn_t *db, const db_stmt_t *stmt, const char *const *params,
+                       db_result_t **out, err_t *e)
+{
+    if (fault_hit(e))
+        return ERR_RETRY;
+    exec_args_t a = {stmt, stmt->sql, stmt->nparams, params, out};
+    return with_retry(db, 1, exec_attempt, &a, e);
 }
 
 int db_exec_sql(db_conn_t *db, const char *sql, int nparams, const char *const *params,
@@ -744,7 +753,7 @@ int db_exec_batch(db_conn_t *db, const db_batch_item_t *items, size_t n, err_t *
             return ERR_RETRY;
     int read = 1;
     for (size_t i = 0; i < n; i++)
-        read = read && (items[i].stmt->idempotent || sql_is_read(items[i].stmt->sql));
+        read = read && sql_is_read(items[i].stmt->sql);
     batch_args_t a = {items, n};
     return with_retry(db, read, batch_attempt, &a, e);
 }

@@ -26,7 +26,7 @@
  * prepared statements are prepared again on first use) and runs once more, provided running it
  * twice cannot do anything twice:
  *   - BEGIN, statements whose text begins with SELECT (reads: none of ours writes through a
- *     function) and statements declared `.idempotent = 1` (their author made a second run
+ *     function) and statements run with db_exec_idempotent (their author made a second run
  *     harmless, e.g. an insert that finds the row its first run committed) are always repeated;
  *   - any other statement only when the server answered it with an error carrying a SQLSTATE
  *     (a failed autocommit statement committed nothing). A write that got no such answer may
@@ -68,7 +68,6 @@ typedef struct db_stmt {
     const char *name;
     const char *sql;
     int nparams;
-    int idempotent; /* running it twice does what running it once does (the retry rule below) */
 } db_stmt_t;
 
 /* Connection options; a zeroed struct (or NULL) means the defaults. */
@@ -129,6 +128,11 @@ int db_release(db_conn_t *db, const char *name, err_t *e) PETSTORE_NODISCARD;
  * caller frees with db_result_free. */
 int db_exec(db_conn_t *db, const db_stmt_t *stmt, const char *const *params, db_result_t **out,
             err_t *e) PETSTORE_NODISCARD;
+
+/* db_exec for a write whose second run does what its first did, so that a connection with
+ * retry_broken may repeat it after the connection broke (see the retry rule above). */
+int db_exec_idempotent(db_conn_t *db, const db_stmt_t *stmt, const char *const *params,
+                       db_result_t **out, err_t *e) PETSTORE_NODISCARD;
 
 /* A one-off parameterised statement (PQexecParams, not prepared); same contract as db_exec. */
 int db_exec_sql(db_conn_t *db, const char *sql, int nparams, const char *const *params,

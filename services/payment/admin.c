@@ -23,12 +23,21 @@
 /* The largest balance an administrator may give a card: ten billion in cents. */
 #define ADMIN_MAX_BALANCE 1000000000000LL
 
+/* Creates the card, or finds the card this very request created: the id is new for every
+ * request, so a row with it can only come from an earlier run of this statement whose answer
+ * was lost with the connection. That makes a second run harmless, so it runs through
+ * db_exec_idempotent, which repeats it when an HTTP thread's pooled connection turns out dead
+ * (db.h). No row: another card has this number. */
 static const db_stmt_t create_card_stmt = {
     .name = "payment_create_card",
-    .sql = "INSERT INTO cards (id, card_hash, last4, balance_cents) "
-           "VALUES ($1::uuid, decode($2, 'hex'), $3, $4::bigint) "
-           "ON CONFLICT (card_hash) DO NOTHING "
-           "RETURNING id, last4, balance_cents",
+    .sql = "WITH ins AS (INSERT INTO cards (id, card_hash, last4, balance_cents) "
+           "  VALUES ($1::uuid, decode($2, 'hex'), $3, $4::bigint) "
+           "  ON CONFLICT (card_hash) DO NOTHING "
+           "  RETURNING id, last4, balance_cents) "
+           "SELECT id, last4, balance_cents FROM ins "
+           "UNION ALL "
+           "SELECT id, last4, balance_cents FROM cards "
+           "  WHERE id = $1::uuid AND NOT EXISTS (SELECT FROM ins)",
     .nparams = 4,
 };
 
@@ -146,7 +155,7 @@ static int create_card(http_request_t *req, void *svc)
     if (!thread_db(req, &ctx, &db))
         goto out;
     const char *params[] = {id, hash_hex, last4, balance};
-    if (db_exec(db, &create_card_stmt, params, &res, &e) != 0) {
+    if (db_exec_idempotent(db, &create_card_stmt, params, &res, &e) != 0) {
         respond_db_error(req, &ctx, &e);
         goto out;
     }

@@ -107,7 +107,6 @@ static const db_stmt_t insert_once = {
     .sql = "INSERT INTO retry_rows (tag) SELECT $1 WHERE NOT EXISTS"
            " (SELECT FROM retry_rows WHERE tag = $1)",
     .nparams = 1,
-    .idempotent = 1,
 };
 
 static long read_pid_value(db_conn_t *db, int expect_rc)
@@ -178,7 +177,7 @@ static void test_a_write_declared_idempotent_is_run_again_on_a_new_connection(vo
     err_clear(&e);
     cut_silently(db);
     const char *p[] = {"idempotent"};
-    assert_int_equal(db_exec(db, &insert_once, p, NULL, &e), 0);
+    assert_int_equal(db_exec_idempotent(db, &insert_once, p, NULL, &e), 0);
     assert_int_equal(rows_tagged(check, "idempotent"), 1);
     db_close(db);
     db_close(check);
