@@ -5,6 +5,31 @@
  * written), then the outgoing commands, then the status change. Everything shares the caller's
  * transaction; nothing here commits.
  *
+ * Version conflicts are retried in place (apply_fresh). That is safe inside the consumer's
+ * transaction because a conflicting save wrote nothing (its UPDATE matched no row, and every
+ * other write of the step hangs off that UPDATE), and under READ COMMITTED the reload is a new
+ * statement that sees the version the other writer committed. CONFLICT_TRIES conflicts in a
+ * row become ERR_RETRY: a batch retry, never a dead letter, since no message is at fault.
+ *
+ * A cancellation before its order. The storefront accepts a cancel while the order is PENDING,
+ * and its order.cancel_requested can overtake the order.placed on the way (two outbox rows, a
+ * redelivery, a relay that holds one row back). Acknowledging it as "unknown order" would let
+ * the order complete although the customer was told 202. So a cancellation that finds no saga
+ * is recorded in saga_early_cancels, and order.placed, which creates the saga, takes that record
+ * in the same transaction and feeds CANCEL instead of PLACED to the new PENDING saga: the
+ * machine's PENDING --cancel--> CANCELLED row (nothing reserved, nothing charged; the
+ * storefront hears CANCELLED / CANCELLED_BY_USER through saga.order_status_changed as for any
+ * cancellation). A recorded cancellation whose user is not the order's is not applied (logged).
+ *
+ * Two consumers (or two instances) may handle the order.placed and the cancellation at the same
+ * moment, and under READ COMMITTED neither would see the other's uncommitted row: the order
+ * would start normally and the record would stay behind, the cancel lost. Both paths therefore
+ * take one transaction-scoped advisory lock per order (saga_store_lock_order) before deciding:
+ * order.placed takes it before creating the saga and taking the record; the cancellation takes
+ * it after its first load found nothing, then loads again. Whoever comes second waits for the
+ * first's commit and sees its row: either the saga (apply CANCEL to it as usual) or the record
+ * (start cancelled).
+ *
  * Metrics are counted when a step is applied, inside the transaction: a batch rolled back and
  * retried (a version conflict, a lost connection) can count a transition twice. That is rare
  * and the counters are for trends; the step log is the record. */
@@ -28,6 +53,7 @@ int saga_app_new(const cfg_t *cfg, saga_app_t **out, err_t *e)
     app->limits.compensate_timeout_ms = cfg_int(cfg, "SAGA_COMPENSATE_TIMEOUT_MS");
     app->limits.retry_max_ms = cfg_int(cfg, "SAGA_RETRY_MAX_MS");
     app->limits.max_compensation_tries = cfg_int(cfg, "SAGA_MAX_COMPENSATION_TRIES");
+    app->limits.max_confirm_tries = cfg_int(cfg, "SAGA_MAX_CONFIRM_TRIES");
     app->timer_poll_ms = cfg_int(cfg, "SAGA_TIMER_POLL_MS");
     app->timer_batch = 100;
 
@@ -42,8 +68,21 @@ int saga_app_new(const cfg_t *cfg, saga_app_t **out, err_t *e)
     app->m_unknown = metrics_counter("petstore_saga_unknown_order_total",
                                      "Replies for an order the saga does not know", NULL);
     app->m_timeouts = metrics_counter("petstore_saga_timeouts_total", "Saga timers fired", NULL);
+    app->m_conflicts = metrics_counter(
+        "petstore_saga_version_conflicts_total",
+        "Saga steps applied again because the saga changed since it was loaded", NULL);
+    app->m_early_cancels =
+        metrics_counter("petstore_saga_early_cancels_total",
+                        "Cancellations recorded before their order reached the saga", NULL);
+    app->m_timer_failures = metrics_counter(
+        "petstore_saga_timer_failures_total",
+        "Failed attempts at handling a saga timer (each set aside with a backoff)", NULL);
+    app->m_timers_parked = metrics_counter("petstore_saga_timers_parked_total",
+                                           "Saga timers parked after failing too often", NULL);
     app->m_parked = metrics_gauge("petstore_saga_needs_operator",
                                   "Sagas parked in NEEDS_OPERATOR, waiting for an operator", NULL);
+    app->m_parked_timers = metrics_gauge("petstore_saga_timers_parked",
+                                         "Saga timers parked now, waiting for an operator", NULL);
     *out = app;
     return 0;
 }
@@ -181,6 +220,9 @@ int saga_apply(db_conn_t *db, const saga_app_t *app, saga_row_t *row, const saga
     return 0;
 }
 
+/* Version conflicts in a row before the handler gives the batch back (ERR_RETRY). */
+#define CONFLICT_TRIES 5
+
 static saga_origin_t origin_of(const svc_msg_t *m)
 {
     saga_origin_t o = {
@@ -192,18 +234,49 @@ static saga_origin_t origin_of(const svc_msg_t *m)
     return o;
 }
 
-/* order.placed: create the saga (version 1, PENDING), then apply PLACED. A saga that exists
- * already (the same order placed again under a new message id) only sees PLACED ignored. */
+/* saga_apply, reloading row and applying again after a version conflict (see the top). */
+static int apply_fresh(db_conn_t *db, const saga_app_t *app, saga_row_t *row,
+                       const saga_input_t *in, const saga_origin_t *o, err_t *e)
+{
+    char order_id[SAGA_UUID_LEN + 1];
+    memcpy(order_id, row->order_id, sizeof(order_id));
+    for (int tries = 1;; tries++) {
+        int rc = saga_apply(db, app, row, in, o, NULL, e);
+        if (!saga_store_stale(rc, e))
+            return rc;
+        metrics_counter_add(app->m_conflicts, 1);
+        log_ctx_t lc = {0};
+        if (o->log != NULL)
+            lc = *o->log;
+        lc.order_id = order_id;
+        log_info(&lc, "saga.version_conflict",
+                 json_pack("{s:s,s:s,s:i,s:i}", "source", o->source, "event",
+                           saga_event_name(in->event), "version", row->version, "try", tries));
+        if (tries >= CONFLICT_TRIES)
+            return err_set(e, ERR_RETRY, "saga %s changed %d times while being applied", order_id,
+                           tries);
+        saga_row_clear(row);
+        rc = saga_store_load(db, order_id, row, e);
+        if (rc != 0)
+            return rc;
+    }
+}
+
+/* order.placed: create the saga (version 1, PENDING) and apply PLACED, or CANCEL when the
+ * customer's cancellation arrived first (see the top). A saga that exists already (the same
+ * order placed again under a new message id) only sees PLACED ignored. */
 static int on_placed(db_conn_t *db, const svc_msg_t *m, void *arg, err_t *e)
 {
     const saga_app_t *app = arg;
     saga_row_t row;
-    int created = 0;
+    saga_early_cancel_t cancel;
+    int created = 0, cancelled = 0;
     memset(&row, 0, sizeof(row));
+    memset(&cancel, 0, sizeof(cancel));
     int rc = saga_row_from_placed(m->payload, &row, e);
     if (rc != 0)
         return rc;
-    rc = saga_store_create(db, &row, m->env->message_id, &created, e);
+    rc = saga_store_create(db, &row, m->env->message_id, &created, &cancelled, &cancel, e);
     if (rc == 0 && created)
         metrics_counter_add(app->m_transitions[SAGA_PENDING], 1);
     if (rc == 0 && !created) {
@@ -215,10 +288,52 @@ static int on_placed(db_conn_t *db, const svc_msg_t *m, void *arg, err_t *e)
     if (rc == 0) {
         saga_origin_t o = origin_of(m);
         saga_input_t in = {SAGA_EV_PLACED, SAGA_REASON_NONE};
-        rc = saga_apply(db, app, &row, &in, &o, NULL, e);
+        log_ctx_t lc = *m->log;
+        lc.order_id = row.order_id;
+        if (cancelled && strcmp(cancel.user_id, row.user_id) == 0) {
+            in.event = SAGA_EV_CANCEL;
+            o.source = msg_type_info(MSG_ORDER_CANCEL_REQUESTED_V1)->name;
+            o.message_id = cancel.message_id;
+            log_info(&lc, "saga.early_cancel_applied",
+                     json_pack("{s:s}", "cancel_message_id", cancel.message_id));
+        } else if (cancelled) {
+            log_warn(&lc, "saga.early_cancel_refused",
+                     json_pack("{s:s,s:s}", "cancel_message_id", cancel.message_id, "why",
+                               "the cancellation names another user than the order"));
+        }
+        rc = apply_fresh(db, app, &row, &in, &o, e);
     }
     saga_row_clear(&row);
     return rc;
+}
+
+/* A cancellation that found no saga: record it for the order.placed still on its way, unless
+ * that order.placed was being handled at the same moment and its saga exists now (then *loaded
+ * is 1 and row holds the saga, to cancel as usual). */
+static int cancel_before_order(db_conn_t *db, const saga_app_t *app, const svc_msg_t *m,
+                               const char *order_id, saga_row_t *row, int *loaded, err_t *e)
+{
+    *loaded = 0;
+    int rc = saga_store_lock_order(db, order_id, e);
+    if (rc == 0)
+        rc = saga_store_load(db, order_id, row, e); /* a new statement: sees what we waited for */
+    if (rc == 0)
+        *loaded = 1;
+    if (rc != ERR_NOTFOUND)
+        return rc;
+    const char *user_id = json_string_value(json_object_get(m->payload, "user_id"));
+    if (user_id == NULL)
+        return err_set(e, ERR_INVALID, "order.cancel_requested without user_id");
+    int recorded = 0;
+    rc = saga_store_note_early_cancel(db, order_id, user_id, m->env->message_id, &recorded, e);
+    if (rc != 0)
+        return rc;
+    metrics_counter_add(app->m_early_cancels, (double)recorded);
+    log_ctx_t lc = *m->log;
+    lc.order_id = order_id;
+    log_info(&lc, "saga.cancel_before_order",
+             json_pack("{s:s,s:b}", "message_id", m->env->message_id, "recorded", recorded));
+    return 0;
 }
 
 /* Every other input: a reply from inventory or payment, or the customer's cancellation. */
@@ -237,6 +352,12 @@ static int on_reply(db_conn_t *db, const svc_msg_t *m, void *arg, err_t *e)
     saga_row_t row;
     memset(&row, 0, sizeof(row));
     int rc = saga_store_load(db, order_id, &row, e);
+    if (rc == ERR_NOTFOUND && in.event == SAGA_EV_CANCEL) {
+        int loaded = 0;
+        rc = cancel_before_order(db, app, m, order_id, &row, &loaded, e);
+        if (rc != 0 || !loaded)
+            return rc;
+    }
     if (rc == ERR_NOTFOUND) {
         metrics_counter_add(app->m_unknown, 1);
         log_ctx_t lc = *m->log;
@@ -256,7 +377,7 @@ static int on_reply(db_conn_t *db, const svc_msg_t *m, void *arg, err_t *e)
                                (json_int_t)row.total_cents));
     }
     saga_origin_t o = origin_of(m);
-    rc = saga_apply(db, app, &row, &in, &o, NULL, e);
+    rc = apply_fresh(db, app, &row, &in, &o, e);
     saga_row_clear(&row);
     return rc;
 }

@@ -8,7 +8,14 @@
  * together or not at all.
  *
  * Replies for an unknown saga and inputs the machine ignores (duplicates with a new message id,
- * late replies, anything after the end) are logged and acknowledged: they change nothing.
+ * late replies, anything after the end) are logged and acknowledged: they change nothing. The
+ * customer's cancellation is the exception: one that finds no saga is recorded, and the order's
+ * order.placed, when it comes, starts the saga cancelled (handlers.c explains the locking).
+ *
+ * A version conflict (another consumer or the timer worker changed the saga between our load
+ * and our save) is retried in place: reload, ask the machine again, save. It is never an error
+ * of the message; after a few conflicts in a row the handler answers ERR_RETRY, which the
+ * consumer treats like a serialization failure (the batch is retried, nothing is dead-lettered).
  *
  * Threading: saga_app_t is created once before the threads start and is read-only afterwards
  * (its metrics are thread-safe); saga_apply runs on the caller's thread and connection. */
@@ -33,7 +40,12 @@ typedef struct saga_app {
     metrics_counter_t *m_ignored;                        /* inputs the machine ignored */
     metrics_counter_t *m_unknown;                        /* replies for no known saga */
     metrics_counter_t *m_timeouts;                       /* timers fired */
-    metrics_gauge_t *m_parked;                           /* sagas in NEEDS_OPERATOR */
+    metrics_counter_t *m_conflicts;                      /* version conflicts retried in place */
+    metrics_counter_t *m_early_cancels;  /* cancellations recorded before their order */
+    metrics_counter_t *m_timer_failures; /* failed attempts at a timer, each set aside */
+    metrics_counter_t *m_timers_parked;  /* timers parked after failing too often */
+    metrics_gauge_t *m_parked;           /* sagas in NEEDS_OPERATOR */
+    metrics_gauge_t *m_parked_timers;    /* timers parked now */
 } saga_app_t;
 
 /* Reads the SAGA_* variables of cfg (borrowed) and registers the metrics. *out is new (caller

@@ -2,11 +2,15 @@
  *
  * Each row reads "in state FROM, input EVENT leads to TO, sends these commands, marks or clears
  * these pending compensations, sets the reason this way and does this with the timer". Pairs
- * without a row are ignored. Two rules sit outside the table because they depend on the saga's
- * data rather than its state:
- *   - a compensating saga with nothing left pending is CANCELLED (and its timer cleared);
- *   - a compensation timeout re-sends exactly what is still pending, and after
- *     max_compensation_tries timeouts the saga parks in NEEDS_OPERATOR. */
+ * without a row are ignored. Three rules sit outside the table because they depend on the
+ * saga's data (its pending bits, its attempts) and the limits rather than its state:
+ *   - a compensating (or parked) saga with nothing left pending is CANCELLED, timer cleared;
+ *   - a compensation timeout re-sends exactly what is still pending;
+ *   - a retry (a T_RETRY row: CONFIRMING or COMPENSATING timing out) whose attempts reach the
+ *     step's bound (max_confirm_tries, max_compensation_tries) parks the saga in NEEDS_OPERATOR
+ *     instead: nothing is sent, the timer is cleared, and what the saga still waits for stays
+ *     in pending (the compensations, or SAGA_PENDING_CONFIRM for the sale), so that the
+ *     acknowledgement, if it ever comes, finishes the saga through an ordinary table row. */
 #include "machine.h"
 
 #include <stddef.h>
@@ -51,6 +55,8 @@ typedef struct row {
 static const row_t table[] = {
     ROW(PENDING, PLACED, RESERVING, SAGA_CMD_RESERVE, 0, 0, R_KEEP, T_RESERVE,
         "order placed: reserve the pets"),
+    ROW(PENDING, CANCEL, CANCELLED, 0, 0, 0, R_CANCELLED_BY_USER, T_CLEAR,
+        "cancelled before the order reached the saga: nothing to reserve or undo"),
 
     ROW(RESERVING, RESERVED, PAYING, SAGA_CMD_CHARGE, 0, 0, R_KEEP, T_PAY,
         "pets reserved: charge the card"),
@@ -87,6 +93,8 @@ static const row_t table[] = {
         "pets released after the saga was parked"),
     ROW(NEEDS_OPERATOR, REFUNDED, NEEDS_OPERATOR, 0, 0, SAGA_PENDING_REFUND, R_KEEP, T_KEEP,
         "payment refunded or voided after the saga was parked"),
+    ROW(NEEDS_OPERATOR, SALE_CONFIRMED, COMPLETED, 0, 0, SAGA_PENDING_CONFIRM, R_KEEP, T_CLEAR,
+        "sale confirmed after the saga was parked"),
 };
 
 /* The machine's spelling of the order's vocabulary keeps the table's values, so a status or
@@ -114,6 +122,7 @@ void saga_limits_default(saga_limits_t *out)
     out->compensate_timeout_ms = 5000;
     out->retry_max_ms = 60000;
     out->max_compensation_tries = 5;
+    out->max_confirm_tries = 10;
 }
 
 int saga_status_terminal(saga_status_t s) { return order_status_is_terminal((order_status_t)s); }
@@ -189,6 +198,13 @@ static int timer_ms(timer_rule_t rule, const saga_state_t *next, const saga_limi
     return 0;
 }
 
+/* Timeouts a retried step may see before the saga parks; the table's T_RETRY rows are in
+ * CONFIRMING and COMPENSATING only. */
+static int retry_bound(saga_status_t s, const saga_limits_t *lim)
+{
+    return s == SAGA_CONFIRMING ? lim->max_confirm_tries : lim->max_compensation_tries;
+}
+
 static unsigned pending_commands(unsigned pending)
 {
     unsigned cmds = 0;
@@ -242,14 +258,18 @@ void saga_step(const saga_state_t *cur, const saga_input_t *in, const saga_limit
     timer_rule_t timer = r->timer;
     out->why = r->why;
 
-    if (cur->status == SAGA_COMPENSATING && in->event == SAGA_EV_TIMEOUT) {
-        if (next.attempts >= limits->max_compensation_tries) {
-            next.status = SAGA_NEEDS_OPERATOR;
-            timer = T_CLEAR;
-            out->why = "compensation kept failing: an operator must act";
+    if (r->timer == T_RETRY && next.attempts >= retry_bound(cur->status, limits)) {
+        next.status = SAGA_NEEDS_OPERATOR;
+        send = 0;
+        timer = T_CLEAR;
+        if (cur->status == SAGA_CONFIRMING) {
+            next.pending |= SAGA_PENDING_CONFIRM;
+            out->why = "the sale confirmation was never acknowledged: an operator must act";
         } else {
-            send = pending_commands(next.pending);
+            out->why = "compensation kept failing: an operator must act";
         }
+    } else if (cur->status == SAGA_COMPENSATING && in->event == SAGA_EV_TIMEOUT) {
+        send = pending_commands(next.pending);
     }
     if ((next.status == SAGA_COMPENSATING || next.status == SAGA_NEEDS_OPERATOR) &&
         next.pending == 0) {

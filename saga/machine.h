@@ -11,13 +11,24 @@
  *   RESERVING --timeout/cancel--> COMPENSATING (release) -> CANCELLED
  *   PAYING --declined--> COMPENSATING (release) -> CANCELLED
  *   PAYING --timeout/cancel--> COMPENSATING (refund-or-void, release) -> CANCELLED
+ *   PENDING --cancel--> CANCELLED (a cancellation that came before the order: nothing to undo)
  *   CONFIRMING --timeout--> CONFIRMING (confirm again: retriable, never compensated)
- *   COMPENSATING --timeout x max--> NEEDS_OPERATOR (compensations keep failing)
+ *   CONFIRMING --timeout x max_confirm_tries--> NEEDS_OPERATOR (the sale is never confirmed)
+ *   COMPENSATING --timeout x max_compensation_tries--> NEEDS_OPERATOR (compensations keep failing)
  *
  * COMPENSATING waits until every outstanding compensation has been acknowledged (the "pending"
  * bit set) before it reports CANCELLED, so a client that sees CANCELLED can rely on the pets
  * being available again and any charge being refunded. A saga parked in NEEDS_OPERATOR still
- * accepts those acknowledgements and finishes as CANCELLED if they arrive later.
+ * accepts the acknowledgements it was waiting for and finishes if they arrive later: CANCELLED
+ * once no compensation is pending, COMPLETED when it was parked waiting for the sale's
+ * confirmation (SAGA_PENDING_CONFIRM). Retrying the confirmation forever would hide a sale that
+ * inventory never confirms (a poisoned command, a lost queue) behind a status that looks normal;
+ * parking it shows the order to operators while a late confirmation still completes it. The
+ * charge is not refunded on parking: confirm is never compensated, an operator decides.
+ *
+ * PENDING is the status of a saga between its creation and its first step, which the handler
+ * applies in the same transaction; the only input it takes besides PLACED is CANCEL, fed by the
+ * handler when the customer's cancellation arrived before the order (handlers.c).
  *
  * Replies that do not fit the current state (duplicates with a new message id, late replies
  * from an earlier attempt, anything after a terminal state) are IGNORED: the caller logs them
@@ -73,6 +84,8 @@ enum {
 enum {
     SAGA_PENDING_RELEASE = 1u << 0,
     SAGA_PENDING_REFUND = 1u << 1,
+    SAGA_PENDING_CONFIRM =
+        1u << 2, /* parked in NEEDS_OPERATOR waiting for the sale's confirmation */
 };
 
 typedef enum saga_timer_action {
@@ -106,6 +119,7 @@ typedef struct saga_limits {
     int compensate_timeout_ms;  /* first wait for compensation acknowledgements */
     int retry_max_ms;           /* cap of the exponential backoff between retries */
     int max_compensation_tries; /* timeouts in COMPENSATING before NEEDS_OPERATOR */
+    int max_confirm_tries;      /* timeouts in CONFIRMING before NEEDS_OPERATOR */
 } saga_limits_t;
 
 typedef struct saga_output {

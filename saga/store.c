@@ -64,7 +64,8 @@ static const db_stmt_t save_stmt = {
            "  SELECT order_id, now() + make_interval(secs => $12::int / 1000.0), $6::int FROM u"
            "  WHERE $11::text = 'set'"
            "  ON CONFLICT (order_id) DO UPDATE"
-           "  SET deadline = excluded.deadline, attempt = excluded.attempt), "
+           "  SET deadline = excluded.deadline, attempt = excluded.attempt, failures = 0,"
+           "      last_error = NULL, parked_at = NULL), "
            "cleared AS ("
            "  DELETE FROM saga_timers t USING u"
            "  WHERE t.order_id = u.order_id AND $11::text = 'clear') "
@@ -76,14 +77,15 @@ static const db_stmt_t save_stmt = {
     .nparams = 14,
 };
 
-/* Due timers, oldest first. Locking the saga row too keeps the worker off sagas a consumer is
- * changing right now (skipped, not waited for), and makes a consumer that comes second wait and
- * then see the version moved on. */
+/* Due timers, oldest first, parked ones left out. Locking the saga row too keeps the worker off
+ * sagas a consumer is changing right now (skipped, not waited for), and makes a consumer that
+ * comes second wait and then see the version moved on. Only the ids are read: a saga whose row
+ * cannot be read fails its own load later, not the claim of every timer. */
 static const db_stmt_t claim_stmt = {
     .name = "saga_claim_due",
-    .sql = "SELECT " SAGA_COLUMNS " "
+    .sql = "SELECT t.order_id::text AS order_id "
            "FROM saga_timers t JOIN sagas s ON s.order_id = t.order_id "
-           "WHERE t.deadline <= now() "
+           "WHERE t.deadline <= now() AND t.parked_at IS NULL "
            "ORDER BY t.deadline LIMIT $1::int "
            "FOR UPDATE OF t, s SKIP LOCKED",
     .nparams = 1,
@@ -95,20 +97,53 @@ static const db_stmt_t drop_timer_stmt = {
     .nparams = 1,
 };
 
-static const db_stmt_t postpone_timer_stmt = {
-    .name = "saga_postpone_timer",
-    .sql = "UPDATE saga_timers SET deadline = now() + make_interval(secs => $2::int / 1000.0) "
-           "WHERE order_id = $1::uuid",
-    .nparams = 2,
+/* One failed attempt at a timer. In SET, the columns on the right are the values before the
+ * update: the first failure waits base_ms, each next one twice as long, up to cap_ms. */
+static const db_stmt_t timer_failed_stmt = {
+    .name = "saga_timer_failed",
+    .sql =
+        "UPDATE saga_timers SET failures = failures + 1, last_error = $2::text,"
+        "  deadline = CASE WHEN failures + 1 >= $5::int THEN deadline"
+        "    ELSE now() + make_interval(secs => least($3::float8 * power(2, least(failures, 30)),"
+        "                                          $4::float8) / 1000.0) END,"
+        "  parked_at = CASE WHEN failures + 1 >= $5::int THEN now() END "
+        "WHERE order_id = $1::uuid "
+        "RETURNING failures, (parked_at IS NOT NULL) AS parked",
+    .nparams = 5,
 };
 
 /* The status is part of the text, not a parameter, because it is the predicate of the partial
  * index sagas_needs_operator (saga/migrations/001_sagas.sql): a generic plan for "status = $1"
- * could not use that index. It is the table's NEEDS_OPERATOR (order_status.def). */
+ * could not use that index. It is the table's NEEDS_OPERATOR (order_status.def). Parked timers
+ * have their partial index too (002). */
 static const db_stmt_t count_parked_stmt = {
     .name = "saga_count_parked",
-    .sql = "SELECT count(*) AS parked FROM sagas WHERE status = 'NEEDS_OPERATOR'",
+    .sql = "SELECT (SELECT count(*) FROM sagas WHERE status = 'NEEDS_OPERATOR') AS parked,"
+           "  (SELECT count(*) FROM saga_timers WHERE parked_at IS NOT NULL) AS timers_parked",
     .nparams = 0,
+};
+
+/* The advisory lock of one order's existence: the two-key form, the first key 'saga' in ASCII,
+ * so it meets no single-key lock (the migrations') and no other purpose's keys. A hash collision
+ * of two orders only makes them wait for each other. */
+static const db_stmt_t lock_order_stmt = {
+    .name = "saga_lock_order",
+    .sql = "SELECT pg_advisory_xact_lock(1935763297, hashtext($1::text))",
+    .nparams = 1,
+};
+
+static const db_stmt_t note_early_cancel_stmt = {
+    .name = "saga_note_early_cancel",
+    .sql = "INSERT INTO saga_early_cancels (order_id, user_id, message_id) "
+           "VALUES ($1::uuid, $2::uuid, $3::uuid) ON CONFLICT (order_id) DO NOTHING",
+    .nparams = 3,
+};
+
+static const db_stmt_t take_early_cancel_stmt = {
+    .name = "saga_take_early_cancel",
+    .sql = "DELETE FROM saga_early_cancels WHERE order_id = $1::uuid "
+           "RETURNING user_id::text AS user_id, message_id::text AS message_id",
+    .nparams = 1,
 };
 
 static int copy_fixed(char *dst, size_t n, const char *src)
@@ -187,21 +222,43 @@ static int row_from_result(const db_result_t *res, int r, const saga_cols_t *c, 
 }
 
 int saga_store_create(db_conn_t *db, const saga_row_t *row, const char *message_id, int *created,
-                      err_t *e)
+                      int *found, saga_early_cancel_t *cancel, err_t *e)
 {
-    db_result_t *res = NULL;
+    db_result_t *made = NULL, *taken = NULL;
     char total[24];
     char *pets = json_dumps(row->pet_ids, JSON_COMPACT);
     if (pets == NULL)
         return err_set(e, ERR_NOMEM, "out of memory saving saga %s", row->order_id);
     snprintf(total, sizeof(total), "%lld", row->total_cents);
-    const char *params[] = {
+    const char *lock_params[] = {row->order_id};
+    const char *create_params[] = {
         row->order_id,    row->user_id,    pets,       total,
         row->card_sealed, row->card_last4, message_id, saga_status_name(SAGA_PENDING)};
-    int rc = db_exec(db, &create_stmt, params, &res, e);
-    if (rc == 0)
-        *created = db_cmd_tuples(res) == 1;
-    db_result_free(res);
+    const db_batch_item_t items[] = {
+        {&lock_order_stmt, lock_params, NULL},
+        {&create_stmt, create_params, &made},
+        {&take_early_cancel_stmt, lock_params, &taken},
+    };
+    int rc = db_exec_batch(db, items, COUNT(items), e);
+    if (rc == 0) {
+        *created = db_cmd_tuples(made) == 1;
+        *found = 0;
+        if (db_rows(taken) == 1) {
+            int c_user = db_col_index(taken, "user_id");
+            int c_msg = db_col_index(taken, "message_id");
+            if (c_user < 0 || c_msg < 0 ||
+                copy_fixed(cancel->user_id, sizeof(cancel->user_id), db_value(taken, 0, c_user)) !=
+                    0 ||
+                copy_fixed(cancel->message_id, sizeof(cancel->message_id),
+                           db_value(taken, 0, c_msg)) != 0)
+                rc = err_set(e, ERR_INTERNAL, "saga %s: unreadable early cancellation",
+                             row->order_id);
+            else
+                *found = 1;
+        }
+    }
+    db_result_free(made);
+    db_result_free(taken);
     free(pets);
     return rc;
 }
@@ -286,11 +343,16 @@ out:
     return rc;
 }
 
-int saga_store_claim_due(db_conn_t *db, int limit, saga_row_t **rows, size_t *n, err_t *e)
+int saga_store_stale(int rc, const err_t *e)
+{
+    return rc == ERR_CONFLICT && e != NULL && e->sqlstate[0] == '\0';
+}
+
+int saga_store_claim_due(db_conn_t *db, int limit, char (**ids)[SAGA_UUID_LEN + 1], size_t *n,
+                         err_t *e)
 {
     db_result_t *res = NULL;
-    saga_row_t *out = NULL;
-    size_t count = 0;
+    char(*out)[SAGA_UUID_LEN + 1] = NULL;
     char lim[16];
     snprintf(lim, sizeof(lim), "%d", limit);
     const char *params[] = {lim};
@@ -298,33 +360,31 @@ int saga_store_claim_due(db_conn_t *db, int limit, saga_row_t **rows, size_t *n,
     if (rc != 0)
         goto out;
     size_t total = (size_t)db_rows(res);
-    saga_cols_t cols;
+    int col = db_col_index(res, "order_id");
+    if (total > 0 && col < 0) {
+        rc = err_set(e, ERR_INTERNAL, "saga_claim_due answered without order_id");
+        goto out;
+    }
     if (total > 0) {
-        rc = find_cols(res, &cols, e);
-        if (rc != 0)
-            goto out;
         out = calloc(total, sizeof(*out));
         if (out == NULL) {
             rc = err_set(e, ERR_NOMEM, "out of memory claiming %zu timers", total);
             goto out;
         }
     }
-    for (; count < total; count++) {
-        rc = row_from_result(res, (int)count, &cols, &out[count], e);
-        if (rc != 0)
+    for (size_t i = 0; i < total; i++) {
+        if (copy_fixed(out[i], sizeof(out[i]), db_value(res, (int)i, col)) != 0) {
+            rc = err_set(e, ERR_INTERNAL, "saga_claim_due answered a malformed order id");
             goto out;
+        }
     }
+    *ids = out;
+    *n = total;
+    out = NULL;
 out:
+    free(out);
     db_result_free(res);
-    if (rc != 0) {
-        for (size_t i = 0; i < count; i++)
-            saga_row_clear(&out[i]);
-        free(out);
-        return rc;
-    }
-    *rows = out;
-    *n = count;
-    return 0;
+    return rc;
 }
 
 int saga_store_drop_timer(db_conn_t *db, const char *order_id, err_t *e)
@@ -333,23 +393,65 @@ int saga_store_drop_timer(db_conn_t *db, const char *order_id, err_t *e)
     return db_exec(db, &drop_timer_stmt, params, NULL, e);
 }
 
-int saga_store_postpone_timer(db_conn_t *db, const char *order_id, int ms, err_t *e)
+int saga_store_timer_failed(db_conn_t *db, const char *order_id, const char *error, int base_ms,
+                            int cap_ms, int max_failures, int *failures, int *parked, err_t *e)
 {
-    char delay[16];
-    snprintf(delay, sizeof(delay), "%d", ms);
-    const char *params[] = {order_id, delay};
-    return db_exec(db, &postpone_timer_stmt, params, NULL, e);
+    db_result_t *res = NULL;
+    char base[16], cap[16], max[16];
+    snprintf(base, sizeof(base), "%d", base_ms);
+    snprintf(cap, sizeof(cap), "%d", cap_ms);
+    snprintf(max, sizeof(max), "%d", max_failures);
+    const char *params[] = {order_id, error, base, cap, max};
+    int rc = db_exec(db, &timer_failed_stmt, params, &res, e);
+    if (rc != 0)
+        goto out;
+    *failures = 0;
+    *parked = 0;
+    if (db_rows(res) == 1) {
+        int c_failures = db_col_index(res, "failures");
+        int c_parked = db_col_index(res, "parked");
+        if (c_failures < 0 || c_parked < 0) {
+            rc = err_set(e, ERR_INTERNAL, "saga_timer_failed answered without its columns");
+            goto out;
+        }
+        *failures = atoi(db_value(res, 0, c_failures));
+        *parked = strcmp(db_value(res, 0, c_parked), "t") == 0;
+    }
+out:
+    db_result_free(res);
+    return rc;
 }
 
-int saga_store_count_parked(db_conn_t *db, long *out, err_t *e)
+int saga_store_count_parked(db_conn_t *db, long *sagas, long *timers, err_t *e)
 {
     db_result_t *res = NULL;
     int rc = db_exec(db, &count_parked_stmt, NULL, &res, e);
-    int col = rc == 0 ? db_col_index(res, "parked") : -1;
-    if (rc == 0 && col < 0)
-        rc = err_set(e, ERR_INTERNAL, "saga_count_parked answered without its count");
+    int c_sagas = rc == 0 ? db_col_index(res, "parked") : -1;
+    int c_timers = rc == 0 ? db_col_index(res, "timers_parked") : -1;
+    if (rc == 0 && (c_sagas < 0 || c_timers < 0))
+        rc = err_set(e, ERR_INTERNAL, "saga_count_parked answered without its counts");
+    if (rc == 0) {
+        *sagas = strtol(db_value(res, 0, c_sagas), NULL, 10);
+        *timers = strtol(db_value(res, 0, c_timers), NULL, 10);
+    }
+    db_result_free(res);
+    return rc;
+}
+
+int saga_store_lock_order(db_conn_t *db, const char *order_id, err_t *e)
+{
+    const char *params[] = {order_id};
+    return db_exec(db, &lock_order_stmt, params, NULL, e);
+}
+
+int saga_store_note_early_cancel(db_conn_t *db, const char *order_id, const char *user_id,
+                                 const char *message_id, int *recorded, err_t *e)
+{
+    db_result_t *res = NULL;
+    const char *params[] = {order_id, user_id, message_id};
+    int rc = db_exec(db, &note_early_cancel_stmt, params, &res, e);
     if (rc == 0)
-        *out = strtol(db_value(res, 0, col), NULL, 10);
+        *recorded = db_cmd_tuples(res) == 1;
     db_result_free(res);
     return rc;
 }

@@ -19,6 +19,7 @@ static saga_limits_t limits(void)
     l.compensate_timeout_ms = 400;
     l.retry_max_ms = 5000;
     l.max_compensation_tries = 3;
+    l.max_confirm_tries = 4;
     return l;
 }
 
@@ -39,7 +40,7 @@ static saga_output_t step(saga_state_t *s, saga_event_t ev, saga_reason_t reason
 static const int expected[SAGA_STATUS_COUNT][SAGA_EVENT_COUNT] = {
     /*                 PLACED  RESERVED  REJECTED  CHARGED  DECLINED  SALE_CONF  RELEASED  REFUNDED
        CANCEL  TIMEOUT */
-    [SAGA_PENDING] = {SAGA_RESERVING, -1, -1, -1, -1, -1, -1, -1, -1, -1},
+    [SAGA_PENDING] = {SAGA_RESERVING, -1, -1, -1, -1, -1, -1, -1, SAGA_CANCELLED, -1},
     [SAGA_RESERVING] = {-1, SAGA_PAYING, SAGA_CANCELLED, -1, -1, -1, -1, -1, SAGA_COMPENSATING,
                         SAGA_COMPENSATING},
     [SAGA_PAYING] = {-1, -1, -1, SAGA_CONFIRMING, SAGA_COMPENSATING, -1, -1, -1, SAGA_COMPENSATING,
@@ -242,7 +243,7 @@ static void test_confirmation_is_retried_with_capped_backoff_and_never_compensat
     (void)state;
     saga_state_t s = {SAGA_CONFIRMING, SAGA_REASON_NONE, 0, 0};
     int last = 0;
-    for (int i = 0; i < 20; i++) {
+    for (int i = 0; i < 3; i++) { /* max_confirm_tries - 1 */
         saga_output_t out = step(&s, SAGA_EV_TIMEOUT, SAGA_REASON_NONE);
         assert_int_equal(s.status, SAGA_CONFIRMING);
         assert_int_equal(out.commands, SAGA_CMD_CONFIRM);
@@ -255,6 +256,59 @@ static void test_confirmation_is_retried_with_capped_backoff_and_never_compensat
     assert_int_equal(out.outcome, SAGA_IGNORED);
     step(&s, SAGA_EV_SALE_CONFIRMED, SAGA_REASON_NONE);
     assert_int_equal(s.status, SAGA_COMPLETED);
+}
+
+static void test_a_confirmation_never_acknowledged_parks_and_a_late_one_completes(void **state)
+{
+    (void)state;
+    saga_state_t s = {SAGA_PAYING, SAGA_REASON_NONE, 0, 0};
+    step(&s, SAGA_EV_CHARGED, SAGA_REASON_NONE);
+    saga_output_t out = {0};
+    for (int i = 0; i < 3; i++) {
+        out = step(&s, SAGA_EV_TIMEOUT, SAGA_REASON_NONE);
+        assert_int_equal(out.commands, SAGA_CMD_CONFIRM);
+    }
+    out = step(&s, SAGA_EV_TIMEOUT, SAGA_REASON_NONE); /* the fourth: max_confirm_tries */
+    assert_int_equal(s.status, SAGA_NEEDS_OPERATOR);
+    assert_true(out.status_changed);
+    assert_int_equal(out.commands, 0);
+    assert_int_equal(out.timer, SAGA_TIMER_CLEAR);
+    assert_int_equal(s.pending, SAGA_PENDING_CONFIRM);
+    assert_int_equal(s.reason, SAGA_REASON_NONE);
+
+    /* Parked: no more timeouts, no compensation, no cancellation; the confirmation completes. */
+    saga_event_t ignored[] = {SAGA_EV_TIMEOUT, SAGA_EV_CANCEL, SAGA_EV_RELEASED, SAGA_EV_REFUNDED,
+                              SAGA_EV_CHARGED};
+    for (size_t i = 0; i < sizeof(ignored) / sizeof(ignored[0]); i++)
+        assert_int_equal(step(&s, ignored[i], SAGA_REASON_NONE).outcome, SAGA_IGNORED);
+    out = step(&s, SAGA_EV_SALE_CONFIRMED, SAGA_REASON_NONE);
+    assert_int_equal(s.status, SAGA_COMPLETED);
+    assert_int_equal(s.pending, 0);
+    assert_int_equal(out.timer, SAGA_TIMER_CLEAR);
+    assert_true(out.status_changed);
+}
+
+static void test_a_saga_parked_by_compensations_is_not_completed_by_a_confirmation(void **state)
+{
+    (void)state;
+    saga_state_t s = {SAGA_NEEDS_OPERATOR, SAGA_REASON_TIMEOUT, SAGA_PENDING_RELEASE, 3};
+    assert_int_equal(step(&s, SAGA_EV_SALE_CONFIRMED, SAGA_REASON_NONE).outcome, SAGA_IGNORED);
+    assert_int_equal(s.status, SAGA_NEEDS_OPERATOR);
+}
+
+static void test_a_cancel_before_the_order_cancels_with_nothing_to_undo(void **state)
+{
+    (void)state;
+    saga_state_t s = {SAGA_PENDING, SAGA_REASON_NONE, 0, 0};
+    saga_output_t out = step(&s, SAGA_EV_CANCEL, SAGA_REASON_NONE);
+    assert_int_equal(out.outcome, SAGA_APPLIED);
+    assert_int_equal(s.status, SAGA_CANCELLED);
+    assert_int_equal(s.reason, SAGA_REASON_CANCELLED_BY_USER);
+    assert_int_equal(s.pending, 0);
+    assert_int_equal(out.commands, 0);
+    assert_int_equal(out.timer, SAGA_TIMER_CLEAR);
+    assert_true(out.status_changed);
+    assert_int_equal(step(&s, SAGA_EV_PLACED, SAGA_REASON_NONE).outcome, SAGA_IGNORED);
 }
 
 static void test_duplicate_and_late_replies_change_nothing(void **state)
@@ -306,6 +360,9 @@ int main(void)
         cmocka_unit_test(test_compensation_timeouts_resend_only_what_is_pending_with_backoff),
         cmocka_unit_test(test_compensation_that_keeps_failing_parks_the_saga_for_an_operator),
         cmocka_unit_test(test_confirmation_is_retried_with_capped_backoff_and_never_compensated),
+        cmocka_unit_test(test_a_confirmation_never_acknowledged_parks_and_a_late_one_completes),
+        cmocka_unit_test(test_a_saga_parked_by_compensations_is_not_completed_by_a_confirmation),
+        cmocka_unit_test(test_a_cancel_before_the_order_cancels_with_nothing_to_undo),
         cmocka_unit_test(test_duplicate_and_late_replies_change_nothing),
         cmocka_unit_test(test_names_parse_back_to_their_values),
     };
