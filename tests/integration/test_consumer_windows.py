@@ -22,8 +22,10 @@ def inbox_rows(conn, ids):
 def crash_at(hook, label):
     """An audit consumer with the exit hook; waits until it has taken the exit."""
     crashing = audit_daemon(label, **{hook: "1"})
-    status = crashing.wait_exit(60, f"the consumer exiting at {hook}")
-    crashing.log.close()
+    try:
+        status = crashing.wait_exit(60, f"the consumer exiting at {hook}")
+    finally:
+        crashing.stop()
     assert status == 137, crashing.tail()
     assert crashing.lines("consumer.fault_exit"), crashing.tail()
     return crashing
