@@ -14,8 +14,9 @@
  *
  * A version conflict (another consumer or the timer worker changed the saga between our load
  * and our save) is retried in place: reload, ask the machine again, save. It is never an error
- * of the message; after a few conflicts in a row the handler answers ERR_RETRY, which the
- * consumer treats like a serialization failure (the batch is retried, nothing is dead-lettered).
+ * of the message, so it never reaches the consumer's bounded retries that end in a dead letter
+ * (svc_consumer.c); only after five conflicts in a row on one saga, within one transaction,
+ * does the handler answer ERR_RETRY, and the consumer retries the batch, which reloads again.
  *
  * Threading: saga_app_t is created once before the threads start and is read-only afterwards
  * (its metrics are thread-safe); saga_apply runs on the caller's thread and connection. */
