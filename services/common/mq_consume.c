@@ -117,6 +117,7 @@ static int delivery_from_envelope(const amqp_envelope_t *env, mq_delivery_t **ou
                   LEN(AMQP_BASIC_MESSAGE_ID_FLAG, p->message_id) +
                   LEN(AMQP_BASIC_CORRELATION_ID_FLAG, p->correlation_id) +
                   LEN(AMQP_BASIC_TYPE_FLAG, p->type) + LEN(AMQP_BASIC_APP_ID_FLAG, p->app_id) +
+                  LEN(AMQP_BASIC_USER_ID_FLAG, p->user_id) +
                   LEN(AMQP_BASIC_CONTENT_TYPE_FLAG, p->content_type) + body->len + 1;
 #undef LEN
     mq_delivery_t *d = malloc(size);
@@ -132,6 +133,7 @@ static int delivery_from_envelope(const amqp_envelope_t *env, mq_delivery_t **ou
     d->correlation_id = put(&w, &p->correlation_id, (fl & AMQP_BASIC_CORRELATION_ID_FLAG) != 0);
     d->type = put(&w, &p->type, (fl & AMQP_BASIC_TYPE_FLAG) != 0);
     d->app_id = put(&w, &p->app_id, (fl & AMQP_BASIC_APP_ID_FLAG) != 0);
+    d->user_id = put(&w, &p->user_id, (fl & AMQP_BASIC_USER_ID_FLAG) != 0);
     d->content_type = put(&w, &p->content_type, (fl & AMQP_BASIC_CONTENT_TYPE_FLAG) != 0);
     d->body = put(&w, body, 1);
     d->body_len = body->len;

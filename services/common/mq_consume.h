@@ -35,7 +35,9 @@ typedef struct mq_delivery {
     char *message_id;
     char *correlation_id;
     char *type;
-    char *app_id;
+    char *app_id;  /* who the publisher says it is: not checked by anyone */
+    char *user_id; /* the publisher's broker login: RabbitMQ refuses a publish whose user_id
+                      differs from it, so a present user_id can be trusted */
     char *content_type;
     uint64_t timestamp; /* seconds since the epoch; 0 when absent */
     /* Never NULL: an object holding the AMQP headers table (empty when there were none).

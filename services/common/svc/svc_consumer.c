@@ -23,6 +23,15 @@
  *     only when a batch keeps failing, so its cost does not matter.
  * One message therefore cannot wedge a queue, and a database outage cannot dead-letter anything.
  *
+ * Senders. Every message type has one producing service (contracts/codec/msg_types.def), and
+ * each service publishes with its own broker user, which the relay puts in the AMQP user_id
+ * property; RabbitMQ refuses a publish whose user_id is not the connection's login (only a user
+ * tagged impersonator may), so user_id is the one property a consumer can trust. A message whose
+ * user_id is missing or is not msg_type_producer(type) is poison of class `forged`, decided
+ * before any database work; its dead letter names the sender it claimed (app_id) and the one it
+ * had (user_id, or "none") in x-petstore-claimed-sender and x-petstore-actual-sender. app_id is
+ * never trusted. A replayed dead letter must therefore be published again as its producer.
+ *
  * Dead letters. After the commit, poison messages are published to petstore.dlx (routing key =
  * the queue) with publisher confirms and x-petstore-* headers (failure class, error code and
  * text, handler, original queue, exchange and routing key, time). The original headers go along
@@ -99,7 +108,7 @@ typedef struct item {
     msg_envelope_t env;
     trace_ctx_t trace;
     log_ctx_t log;
-    /* for poison: "unknown-type", "envelope", "contract", "handler" */
+    /* for poison: "unknown-type", "forged", "envelope", "contract", "handler" */
     const char *failure_class;
     err_t err;
     int attempts;      /* for poison of class handler: the failed attempts that made it so */
@@ -186,6 +195,15 @@ static void decode_item(item_t *it)
     if (d->type == NULL || msg_type_from_name(d->type, &it->type) != 0) {
         err_set(&e, ERR_INVALID, "unknown message type \"%.64s\"", d->type ? d->type : "");
         mark_poison(it, "unknown-type", &e);
+        return;
+    }
+    /* The sender: the broker vouches for user_id (see the top of this file). */
+    const char *producer = msg_type_producer(it->type);
+    if (producer == NULL || d->user_id == NULL || strcmp(d->user_id, producer) != 0) {
+        err_set(&e, ERR_INVALID, "%s is produced by %s only, not by %s (claiming to be %s)",
+                d->type, producer ? producer : "no one", d->user_id ? d->user_id : "none",
+                d->app_id ? d->app_id : "none");
+        mark_poison(it, "forged", &e);
         return;
     }
     if (d->content_type != NULL && strncmp(d->content_type, "application/json", 16) != 0) {
@@ -499,6 +517,12 @@ static json_t *dead_letter_headers(const consumer_t *c, const item_t *it, int le
     json_object_set_new(h, "x-petstore-failed-at", json_string(failed_at));
     if (it->attempts > 0)
         json_object_set_new(h, "x-petstore-attempts", json_integer(it->attempts));
+    if (strcmp(it->failure_class, "forged") == 0) {
+        json_object_set_new(h, "x-petstore-claimed-sender",
+                            json_string(d->app_id && d->app_id[0] ? d->app_id : "none"));
+        json_object_set_new(h, "x-petstore-actual-sender",
+                            json_string(d->user_id && d->user_id[0] ? d->user_id : "none"));
+    }
     return h;
 }
 
@@ -561,6 +585,8 @@ static int dead_letter(consumer_t *c, item_t *items, size_t n, size_t *published
                 rc = err_set(e, ERR_NOMEM, "out of memory dead-lettering");
                 goto out;
             }
+            /* No user_id: the original's would be refused on our connection (and a replay
+             * must come from the producer again anyway). */
             msgs[j] = (mq_message_t){
                 .exchange = "petstore.dlx",
                 .routing_key = c->def->queue,
