@@ -52,6 +52,8 @@ amqp_channel_t mq__channel(const mq_conn_t *c) { return c->channel; }
 
 int mq_ok(const mq_conn_t *c) { return c != NULL && c->usable; }
 
+const char *mq_login(const mq_conn_t *c) { return c != NULL ? c->login : ""; }
+
 /* Opens a channel with a number never used before on this connection. */
 static int open_channel(mq_conn_t *c, amqp_channel_t *out, err_t *e)
 {
@@ -167,6 +169,7 @@ int mq_open(const char *url, const mq_opts_t *opts, mq_conn_t **out, err_t *e)
         goto fail;
     }
     c->sock_ok = 1;
+    snprintf(c->login, sizeof(c->login), "%s", u.user);
     c->channel_max = amqp_get_channel_max(c->state);
     if (c->channel_max <= 0)
         c->channel_max = 65535;

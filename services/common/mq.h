@@ -77,6 +77,10 @@ void mq_close(mq_conn_t *c);
  * broker has not cancelled the consumer. False for NULL. */
 int mq_ok(const mq_conn_t *c);
 
+/* The user name the connection logged in as (the user of the URL), e.g. for the user_id
+ * property, which RabbitMQ checks against it. Borrowed, valid until mq_close; "" for NULL. */
+const char *mq_login(const mq_conn_t *c);
+
 /* Opens a fresh working channel on a connection whose socket is still fine, after a channel
  * error (for example a publish to a missing exchange) made mq_ok() false; closes the old channel
  * first if it is still open. Publisher confirms are switched on again if they were on; a

@@ -35,6 +35,7 @@ struct mq_conn {
     int blocked;         /* the broker sent connection.blocked and not yet unblocked */
     amqp_pool_t scratch; /* per-message header tables; recycled after each publish */
     char name[96];       /* for logs: connection_name or host:port */
+    char login[256];     /* the user name this connection logged in as (mq_login) */
 };
 
 /* ---- mq_url.c -------------------------------------------------------------------------- */

@@ -117,7 +117,7 @@ static int build_props(mq_conn_t *c, const mq_message_t *m, amqp_basic_propertie
     if (!shortstr_ok(m->exchange, &wire) || !shortstr_ok(m->routing_key, &wire) ||
         !shortstr_ok(content_type, &wire) || !shortstr_ok(m->message_id, &wire) ||
         !shortstr_ok(m->correlation_id, &wire) || !shortstr_ok(m->type, &wire) ||
-        !shortstr_ok(m->app_id, &wire))
+        !shortstr_ok(m->app_id, &wire) || !shortstr_ok(m->user_id, &wire))
         return err_set(e, ERR_INVALID,
                        "a property, the exchange or the routing key of message "
                        "\"%.64s\" is longer than 255 bytes",
@@ -128,6 +128,7 @@ static int build_props(mq_conn_t *c, const mq_message_t *m, amqp_basic_propertie
     set_shortstr(p, AMQP_BASIC_CORRELATION_ID_FLAG, &p->correlation_id, m->correlation_id);
     set_shortstr(p, AMQP_BASIC_TYPE_FLAG, &p->type, m->type);
     set_shortstr(p, AMQP_BASIC_APP_ID_FLAG, &p->app_id, m->app_id);
+    set_shortstr(p, AMQP_BASIC_USER_ID_FLAG, &p->user_id, m->user_id);
     p->_flags |= AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_TIMESTAMP_FLAG;
     p->delivery_mode = AMQP_DELIVERY_PERSISTENT;
     p->timestamp = m->timestamp ? m->timestamp : (uint64_t)time(NULL);

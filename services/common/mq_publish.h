@@ -45,6 +45,10 @@ typedef struct mq_message {
     const char *correlation_id;
     const char *type;
     const char *app_id;
+    /* The AMQP user_id property. RabbitMQ refuses a publish whose user_id is not the
+     * connection's login (the channel is closed with 406 PRECONDITION_FAILED, ERR_CONFIG), so
+     * a consumer may trust it as the sender: pass mq_login() of the publishing connection. */
+    const char *user_id;
     const char *content_type; /* NULL: "application/json" */
     uint64_t timestamp;       /* seconds since the epoch; 0: now */
     /* An object whose members become the AMQP headers table: strings as long strings, integers
