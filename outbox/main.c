@@ -34,6 +34,12 @@ static const cfg_var_t relay_vars[] = {
      .min = 100,
      .max = 600000,
      .help = "how long to wait for publisher confirms of a batch"},
+    {.name = "RELAY_MAX_ATTEMPTS",
+     .kind = CFG_INT,
+     .default_value = "10",
+     .min = 1,
+     .max = 1000,
+     .help = "failed attempts (returned or refused, not nacked) before a row is parked"},
 };
 
 int main(int argc, char **argv)

@@ -1,5 +1,6 @@
-/* outbox: see outbox.h. One statement inserts the row and queues the NOTIFY, so enqueueing
- * costs one round trip; the NOTIFY is delivered at commit, once per transaction. */
+/* outbox: see outbox.h. One statement inserts the row; the table's triggers (migration 003)
+ * take the order's lock before the id is drawn and queue the NOTIFY, which is delivered at
+ * commit, once per transaction. Enqueueing costs one round trip. */
 #include "outbox.h"
 
 #include <stdint.h>
@@ -9,10 +10,9 @@
 
 static const db_stmt_t enqueue_stmt = {
     .name = "outbox_enqueue",
-    .sql = "WITH ins AS (INSERT INTO outbox (partition, exchange, routing_key, message_id, type,"
+    .sql = "INSERT INTO outbox (partition, exchange, routing_key, message_id, type,"
            " correlation_id, causation_id, traceparent, app_id, headers, body)"
-           " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11) RETURNING 1) "
-           "SELECT pg_notify('" OUTBOX_CHANNEL "', '') FROM ins",
+           " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11)",
     .nparams = 11,
 };
 

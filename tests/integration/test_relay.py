@@ -1,11 +1,12 @@
 """The outbox relay against real PostgreSQL and RabbitMQ: what is committed is published exactly
 as written, what is rolled back never is, a crash between publish and commit republishes, two
 relays share one table without losing a row, unroutable rows stay unsent, and a late-committing
-transaction is never overtaken."""
+transaction is never overtaken (its later writers wait for it)."""
 import json
 import os
 import socket
 import subprocess
+import threading
 import time
 import uuid
 
@@ -216,19 +217,30 @@ def test_an_unroutable_row_is_not_marked_sent_and_does_not_block_the_others(scra
 
 
 def test_a_late_committing_transaction_is_not_overtaken(scratch):
+    """A writer of an order waits (the outbox's insert lock) while an older transaction that
+    wrote the same order is open, so its row can never be published first."""
     conn, cap = scratch["conn"], scratch["capture"]
     relay = Relay(scratch["url"]).ready()
+    early = psycopg2.connect(scratch["url"])
+    late = psycopg2.connect(scratch["url"])
+    late.autocommit = True
     try:
         order = str(uuid.uuid4())
-        early = psycopg2.connect(scratch["url"])
         first = insert(early, scratch["exchange"], "k", order)  # still uncommitted
-        second = insert(conn, scratch["exchange"], "k", order)  # committed now
-        assert second not in ids_of(cap.settle(1.0)), \
-            "a row committed behind an open older transaction must wait for it"
+        second = []
+        later = threading.Thread(
+            target=lambda: second.append(insert(late, scratch["exchange"], "k", order)))
+        later.start()
+        wait_until(lambda: db.value(conn, "SELECT count(*) FROM pg_locks WHERE"
+                                    " locktype = 'advisory' AND NOT granted") == 1,
+                   what="the later writer waiting for the earlier transaction")
+        assert not second and not ids_of(cap.settle(0.5))
         early.commit()
-        early.close()
-        got = cap.wait_for(lambda m, p, b: p.message_id in (first, second), count=2,
+        later.join(timeout=10)
+        got = cap.wait_for(lambda m, p, b: p.message_id in (first, *second), count=2,
                            what="both rows")
-        assert ids_of(got) == [first, second]
+        assert ids_of(got) == [first, second[0]]
     finally:
+        early.close()
+        late.close()
         relay.stop()
