@@ -27,6 +27,14 @@
  *      empty and free while publishing succeeds.
  * Hence no transaction of any database holds a relay back, and per-order order holds.
  *
+ * When the relay sleeps: only after a claim that came back short of a full batch, until a NOTIFY
+ * (the table's trigger sends one per writing transaction) or RELAY_POLL_MS. A notification that
+ * arrives during a cycle is queued by libpq and ends the next wait at once (db_wait_notify
+ * drains the queue before it polls). A cycle that published a row which had failed before runs
+ * the next one at once, since later rows of its order were left out of the claim. The one wait
+ * left: a row whose backoff runs out is taken at the next poll, up to RELAY_POLL_MS after its
+ * available_at (it was held back for at least a second on purpose).
+ *
  * The limit of a pipelined batch: rows are published back to back and the outcomes read
  * afterwards, so when the broker returns (unroutable) or nacks a row, a later row of the same
  * order in the same batch may already be published; it is not taken back. The earlier row is
@@ -490,8 +498,9 @@ static void fault_exit(const char *what, size_t rows)
     _exit(137);
 }
 
-/* One claim-publish-mark cycle. Returns the number of rows claimed (>= 0) or a negative error;
- * rows whose outcome is known are committed even when publishing failed. */
+/* One claim-publish-mark cycle. Returns the number of rows claimed (>= 0; batch_size when more
+ * is known to be waiting) or a negative error; rows whose outcome is known are committed even
+ * when publishing failed. */
 static int relay_cycle(relay_t *r, err_t *e)
 {
     db_result_t *res = NULL;
@@ -565,7 +574,12 @@ static int relay_cycle(relay_t *r, err_t *e)
         rc = prc;
         goto out;
     }
+    /* A retried row that went out may release later rows of its order, which this claim left
+     * out: report a full batch so that the next cycle runs at once instead of after a poll. */
     rc = (int)b.n;
+    for (size_t i = 0; i < b.n; i++)
+        if (b.status[i] == 0 && b.attempts[i] > 0 && b.msgs[i].correlation_id != NULL)
+            rc = r->batch_size;
     goto out;
 fail:
     db_rollback(r->db);
