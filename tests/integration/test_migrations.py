@@ -49,7 +49,7 @@ def test_migrations_apply_once_and_are_recorded(scratch_db):
     conn.close()
 
 
-def test_an_injected_database_fault_fails_a_cycle_and_loses_nothing(scratch_db):
+def test_an_injected_database_fault_at_start_is_retried_and_loses_nothing(scratch_db):
     assert migrate(scratch_db).returncode == 0
     conn = psycopg2.connect(scratch_db)
     conn.autocommit = True
@@ -58,8 +58,9 @@ def test_an_injected_database_fault_fails_a_cycle_and_loses_nothing(scratch_db):
         broker.ch.exchange_declare(exchange, "topic", auto_delete=True)
         cap = broker.capture(exchange, "#")
         mid = insert(conn, exchange)
-        # An early statement of the process (migration or first claim) fails as a lost
-        # connection would; the relay must retry and still publish the row.
+        # The process's second statement (its startup migration) fails as a lost connection
+        # would; the relay must start anyway and publish the row. A fault inside the relay's
+        # cycle is test_relay_hooks.py's test_a_database_fault_in_a_relay_cycle_...
         relay = Relay(scratch_db, PETSTORE_FAULT_DB_EXEC_FAIL_AT=2).ready()
         try:
             cap.wait_for(lambda m, p, b: p.message_id == mid, what="the row after the fault")
