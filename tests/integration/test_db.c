@@ -672,14 +672,18 @@ static void test_the_runtime_migrations_create_the_outbox_and_the_inbox(void **s
                                " 'partition', 'exchange', 'routing_key', 'message_id', 'type',"
                                " 'correlation_id', 'causation_id', 'traceparent', 'app_id',"
                                " 'headers', 'body', 'created_at', 'available_at', 'attempts',"
-                               " 'last_error', 'sent_at')"),
-                     18);
+                               " 'last_error', 'sent_at', 'parked_at')"),
+                     19);
     assert_int_equal(value(db, "SELECT count(*) FROM pg_class WHERE relname = 'outbox'"
                                " AND 'fillfactor=80' = ANY(reloptions)"),
                      1);
     assert_int_equal(value(db, "SELECT count(*) FROM pg_indexes WHERE tablename = 'outbox'"
-                               " AND indexdef LIKE '%(partition, id) WHERE (sent_at IS NULL)'"),
+                               " AND indexdef LIKE '%(partition, id) WHERE ((sent_at IS NULL)"
+                               " AND (parked_at IS NULL))'"),
                      1);
+    assert_int_equal(value(db, "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'outbox'::regclass"
+                               " AND tgname IN ('outbox_order_lock', 'outbox_notify')"),
+                     2);
     assert_int_equal(value(db, "SELECT count(*) FROM pg_indexes WHERE tablename = 'inbox'"
                                " AND indexdef LIKE '%(received_at)'"),
                      1);
