@@ -151,23 +151,6 @@ def test_rows_of_a_rolled_back_transaction_are_never_published(scratch):
         relay.stop()
 
 
-def test_a_relay_killed_between_publish_and_commit_publishes_again(scratch):
-    conn, cap = scratch["conn"], scratch["capture"]
-    mid = insert(conn, scratch["exchange"])
-    crashing = Relay(scratch["url"], PETSTORE_FAULT_RELAY_EXIT_AFTER_PUBLISH=1)
-    wait_until(lambda: crashing.proc.poll() is not None, timeout=30, what="the injected crash")
-    assert crashing.stop() == 137
-    cap.wait_for(lambda m, p, b: p.message_id == mid, what="the first publish")
-    assert not sent(conn, mid), "the crash came before the commit: the row must be unsent"
-
-    relay = Relay(scratch["url"]).ready()
-    try:
-        cap.wait_for(lambda m, p, b: p.message_id == mid, count=2, what="the republish")
-        wait_until(lambda: sent(conn, mid), what="the row marked sent")
-    finally:
-        relay.stop()
-
-
 def test_two_relays_on_one_table_publish_every_row_in_order_per_order(scratch):
     conn, cap = scratch["conn"], scratch["capture"]
     relays = [Relay(scratch["url"], RELAY_BATCH_SIZE=50).ready() for _ in range(2)]
