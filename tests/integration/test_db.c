@@ -272,29 +272,6 @@ static void test_a_serialization_failure_is_retryable(void **state)
     db_close(b);
 }
 
-typedef struct backend {
-    db_conn_t *observer;
-    long pid;
-} backend_t;
-
-static int backend_gone(void *arg)
-{
-    backend_t *b = arg;
-    char sql[128];
-    snprintf(sql, sizeof(sql), "SELECT count(*) FROM pg_stat_activity WHERE pid = %ld", b->pid);
-    return itest_db_long(b->observer, sql) == 0;
-}
-
-/* Terminates db's server process from another session and waits until it is gone. */
-static void terminate_backend(db_conn_t *db, db_conn_t *observer)
-{
-    backend_t b = {observer, value(db, "SELECT pg_backend_pid()")};
-    char sql[96];
-    snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend(%ld)::int", b.pid);
-    assert_int_equal(value(observer, sql), 1);
-    assert_true(itest_wait_until(backend_gone, &b, 10000));
-}
-
 static void test_a_terminated_session_is_retryable_and_reconnect_recovers(void **state)
 {
     (void)state;
@@ -303,7 +280,7 @@ static void test_a_terminated_session_is_retryable_and_reconnect_recovers(void *
     err_clear(&e);
     const char *p[] = {"1"};
     assert_int_equal(db_exec(db, &add_one, p, NULL, &e), 0);
-    terminate_backend(db, admin);
+    assert_int_equal(itest_db_terminate(db, admin), 0);
 
     assert_int_equal(db_exec(db, &add_one, p, NULL, &e), ERR_RETRY);
     assert_false(db_ok(db));
@@ -329,7 +306,7 @@ static void test_db_check_notices_a_session_closed_while_idle(void **state)
     (void)state;
     db_conn_t *db = open_db(), *admin = open_db();
     assert_true(db_check(db));
-    terminate_backend(db, admin);
+    assert_int_equal(itest_db_terminate(db, admin), 0);
     /* The process leaves pg_stat_activity a moment before its socket closes. */
     assert_true(itest_wait_until(check_fails, db, 5000));
     assert_false(db_ok(db));
@@ -509,7 +486,7 @@ static void test_a_batch_on_a_lost_session_is_retryable_and_reconnect_recovers(v
     const char *p[] = {"1"};
     db_result_t *res = NULL;
     db_batch_item_t items[] = {{&add_one, p, &res}, {&add_one, p, NULL}};
-    terminate_backend(db, admin);
+    assert_int_equal(itest_db_terminate(db, admin), 0);
     assert_int_equal(db_exec_batch(db, items, 2, &e), ERR_RETRY);
     assert_null(res);
     assert_false(db_ok(db));

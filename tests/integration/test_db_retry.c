@@ -66,29 +66,6 @@ static void cut_silently(db_conn_t *db)
     fail_msg("no socket with local port %ld", port);
 }
 
-typedef struct backend {
-    db_conn_t *observer;
-    long pid;
-} backend_t;
-
-static int backend_gone(void *arg)
-{
-    backend_t *b = arg;
-    char sql[128];
-    snprintf(sql, sizeof(sql), "SELECT count(*) FROM pg_stat_activity WHERE pid = %ld", b->pid);
-    return itest_db_long(b->observer, sql) == 0;
-}
-
-/* Terminates db's server process (it sends FATAL 57P01 and closes) and waits until it is gone. */
-static void terminate(db_conn_t *db, db_conn_t *observer)
-{
-    backend_t b = {observer, value(db, "SELECT pg_backend_pid()")};
-    char sql[96];
-    snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend(%ld)::int", b.pid);
-    assert_int_equal(value(observer, sql), 1);
-    assert_true(itest_wait_until(backend_gone, &b, 10000));
-}
-
 static const db_stmt_t read_pid = {
     .name = "itest_retry_read_pid",
     .sql = "SELECT pg_backend_pid()::bigint AS pid",
@@ -188,7 +165,7 @@ static void test_a_read_on_a_connection_the_server_terminated_runs_again(void **
     (void)s;
     db_conn_t *db = open_db(1), *admin = open_db(0);
     long before = read_pid_value(db, 0);
-    terminate(db, admin);
+    assert_int_equal(itest_db_terminate(db, admin), 0);
     long after = read_pid_value(db, 0);
     assert_true(after > 0 && after != before);
     db_close(db);
@@ -204,7 +181,7 @@ static void test_a_write_on_a_connection_the_server_terminated_is_left_to_the_ca
     err_t e;
     err_clear(&e);
     const char *p[] = {"terminated"};
-    terminate(db, admin);
+    assert_int_equal(itest_db_terminate(db, admin), 0);
     assert_int_equal(db_exec(db, &insert_row, p, NULL, &e), ERR_RETRY);
     assert_int_equal(rows_tagged(admin, "terminated"), 0);
     db_close(db);

@@ -142,6 +142,35 @@ long itest_now_ms(void)
     return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+typedef struct backend {
+    db_conn_t *observer;
+    long pid;
+} backend_t;
+
+static int backend_gone(void *arg)
+{
+    backend_t *b = arg;
+    char sql[128];
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM pg_stat_activity WHERE pid = %ld", b->pid);
+    return itest_db_long(b->observer, sql) == 0;
+}
+
+int itest_db_terminate(db_conn_t *db, db_conn_t *observer)
+{
+    backend_t b = {observer, itest_db_long(db, "SELECT pg_backend_pid()")};
+    char sql[96];
+    snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend(%ld)::int", b.pid);
+    if (b.pid == LONG_MIN || itest_db_long(observer, sql) != 1) {
+        fprintf(stderr, "itest: could not terminate server process %ld\n", b.pid);
+        return -1;
+    }
+    if (!itest_wait_until(backend_gone, &b, 10000)) {
+        fprintf(stderr, "itest: server process %ld still there after 10 s\n", b.pid);
+        return -1;
+    }
+    return 0;
+}
+
 int itest_wait_until(int (*pred)(void *arg), void *arg, int timeout_ms)
 {
     long deadline = itest_now_ms() + timeout_ms;

@@ -31,6 +31,12 @@ db_conn_t *itest_db_open(const char *conninfo);
  * LONG_MIN (and the reason on stderr) on failure or no row. For assertions in tests only. */
 long itest_db_long(db_conn_t *db, const char *sql);
 
+/* Ends db's server process from the observer's session (pg_terminate_backend: the server sends
+ * FATAL 57P01 and closes) and waits up to 10 s until it is gone from pg_stat_activity; db itself
+ * does not notice until it next talks to the server. Returns 0, or -1 with the reason on
+ * stderr. */
+int itest_db_terminate(db_conn_t *db, db_conn_t *observer);
+
 /* Calls pred(arg) until it returns non-zero or timeout_ms passes, polling every few
  * milliseconds. Returns 1 when pred became true, 0 on timeout. */
 int itest_wait_until(int (*pred)(void *arg), void *arg, int timeout_ms);
