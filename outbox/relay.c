@@ -90,42 +90,40 @@
 #define RELAY_SLOTS 64
 #define SLOT_REFRESH_MS 1000
 
+/* The SQL texts are laid out by hand: clang-format cannot break string literals joined with
+ * SQL_TEXT() readably. */
+
 /* The claim: lock up to $3 partitions starting at $2 (wrapping), find the orders held back by a
  * failed row, then take the oldest claimable rows. The CTEs are materialised once, so each
  * partition's lock is attempted at most once, in order, until $3 are held. */
+/* clang-format off */
 static const db_stmt_t claim_stmt = {
     .name = "relay_claim",
     .sql =
         "WITH held AS MATERIALIZED ("
-        "  SELECT ($2::int + g) % " SQL_TEXT(
-            OUTBOX_PARTITIONS) " AS p"
-                               "  FROM generate_series(0, " SQL_TEXT(
-                                   OUTBOX_PARTITIONS) " - 1) AS g"
-                                                      "  WHERE pg_try_advisory_xact_lock(" SQL_TEXT(
-                                                          OUTBOX_LOCK_NAMESPACE) ","
-                                                                                 "                 "
-                                                                                 "                 "
-                                                                                 "($2::int + g) "
-                                                                                 "% " SQL_TEXT(
-                                                                                     OUTBOX_PARTITIONS) ")"
-                                                                                                        "  LIMIT $3::int), "
-                                                                                                        "blocked AS MATERIALIZED ("
-                                                                                                        "  SELECT b.correlation_id, min(b.id) AS first_id FROM outbox b"
-                                                                                                        "  WHERE b.sent_at IS NULL AND b.attempts > 0 AND b.correlation_id IS NOT NULL"
-                                                                                                        "    AND b.partition IN (SELECT p FROM held)"
-                                                                                                        "    AND (b.parked_at IS NOT NULL OR b.available_at > now())"
-                                                                                                        "  GROUP BY b.correlation_id) "
-                                                                                                        "SELECT o.id, o.exchange, o.routing_key, o.message_id, o.type, o.correlation_id,"
-                                                                                                        "       o.app_id, o.headers, o.body,"
-                                                                                                        "       extract(epoch FROM o.created_at)::bigint AS created_epoch, o.attempts "
-                                                                                                        "FROM outbox o "
-                                                                                                        "WHERE o.sent_at IS NULL AND o.parked_at IS NULL"
-                                                                                                        "  AND o.partition IN (SELECT p FROM held) AND o.available_at <= now()"
-                                                                                                        "  AND NOT EXISTS (SELECT 1 FROM blocked k"
-                                                                                                        "                  WHERE k.correlation_id = o.correlation_id AND k.first_id < o.id) "
-                                                                                                        "ORDER BY o.id LIMIT $1 FOR UPDATE OF o SKIP LOCKED",
+        "  SELECT ($2::int + g) % " SQL_TEXT(OUTBOX_PARTITIONS) " AS p"
+        "  FROM generate_series(0, " SQL_TEXT(OUTBOX_PARTITIONS) " - 1) AS g"
+        "  WHERE pg_try_advisory_xact_lock(" SQL_TEXT(OUTBOX_LOCK_NAMESPACE) ","
+        "                                  ($2::int + g) % " SQL_TEXT(OUTBOX_PARTITIONS) ")"
+        "  LIMIT $3::int), "
+        "blocked AS MATERIALIZED ("
+        "  SELECT b.correlation_id, min(b.id) AS first_id FROM outbox b"
+        "  WHERE b.sent_at IS NULL AND b.attempts > 0 AND b.correlation_id IS NOT NULL"
+        "    AND b.partition IN (SELECT p FROM held)"
+        "    AND (b.parked_at IS NOT NULL OR b.available_at > now())"
+        "  GROUP BY b.correlation_id) "
+        "SELECT o.id, o.exchange, o.routing_key, o.message_id, o.type, o.correlation_id,"
+        "       o.app_id, o.headers, o.body,"
+        "       extract(epoch FROM o.created_at)::bigint AS created_epoch, o.attempts "
+        "FROM outbox o "
+        "WHERE o.sent_at IS NULL AND o.parked_at IS NULL"
+        "  AND o.partition IN (SELECT p FROM held) AND o.available_at <= now()"
+        "  AND NOT EXISTS (SELECT 1 FROM blocked k"
+        "                  WHERE k.correlation_id = o.correlation_id AND k.first_id < o.id) "
+        "ORDER BY o.id LIMIT $1 FOR UPDATE OF o SKIP LOCKED",
     .nparams = 3,
 };
+/* clang-format on */
 
 static const db_stmt_t mark_sent_stmt = {
     .name = "relay_mark_sent",
@@ -143,11 +141,11 @@ static const db_stmt_t mark_failed_stmt = {
     .nparams = 4,
 };
 
+/* clang-format off */
 static const db_stmt_t slot_take_stmt = {
     .name = "relay_slot_take",
-    .sql = "SELECT s FROM generate_series(0, " SQL_TEXT(
-        RELAY_SLOTS) " - 1) AS s"
-                     " WHERE pg_try_advisory_lock(" SQL_TEXT(OUTBOX_SLOT_NAMESPACE) ", s) LIMIT 1",
+    .sql = "SELECT s FROM generate_series(0, " SQL_TEXT(RELAY_SLOTS) " - 1) AS s"
+           " WHERE pg_try_advisory_lock(" SQL_TEXT(OUTBOX_SLOT_NAMESPACE) ", s) LIMIT 1",
     .nparams = 0,
 };
 
@@ -162,12 +160,12 @@ static const db_stmt_t slots_stmt = {
     .name = "relay_slots",
     .sql = "SELECT l.objid::int AS slot, l.pid = pg_backend_pid() AS mine "
            "FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
-           "WHERE l.locktype = 'advisory' AND l.classid = " SQL_TEXT(
-               OUTBOX_SLOT_NAMESPACE) "  AND l.objsubid = 2 AND l.granted AND d.datname = "
-                                      "current_database() "
-                                      "ORDER BY l.objid",
+           "WHERE l.locktype = 'advisory' AND l.classid = " SQL_TEXT(OUTBOX_SLOT_NAMESPACE)
+           "  AND l.objsubid = 2 AND l.granted AND d.datname = current_database() "
+           "ORDER BY l.objid",
     .nparams = 0,
 };
+/* clang-format on */
 
 static const db_stmt_t sweep_stmt = {
     .name = "relay_sweep",

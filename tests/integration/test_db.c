@@ -17,6 +17,7 @@
 #include "db.h"
 #include "db_migrate.h"
 #include "itest.h"
+#include "outbox.h"
 
 static char url[512];
 
@@ -661,6 +662,12 @@ static void test_the_runtime_migrations_create_the_outbox_and_the_inbox(void **s
     assert_int_equal(value(db, "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'outbox'::regclass"
                                " AND tgname IN ('outbox_order_lock', 'outbox_notify')"),
                      2);
+    char lock_sql[256]; /* the trigger and outbox.h agree on the lock namespace */
+    snprintf(lock_sql, sizeof(lock_sql),
+             "SELECT count(*) FROM pg_proc WHERE proname = 'outbox_order_lock'"
+             " AND prosrc LIKE '%%pg_advisory_xact_lock(%d, hashtext(NEW.correlation_id))%%'",
+             OUTBOX_ORDER_LOCK_NAMESPACE);
+    assert_int_equal(value(db, lock_sql), 1);
     assert_int_equal(value(db, "SELECT count(*) FROM pg_indexes WHERE tablename = 'inbox'"
                                " AND indexdef LIKE '%(received_at)'"),
                      1);
