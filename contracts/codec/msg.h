@@ -60,6 +60,21 @@ const msg_type_info_t *msg_type_info(msg_type_t type);
  * login. Borrowed, static. */
 const char *msg_type_producer(msg_type_t type);
 
+/* Replays. The dead-letter tool re-drives a dead letter as its own broker user, MSG_REPLAY_USER
+ * (the broker lets a connection put only its own login in user_id), speaking for the message's
+ * producer, whom it names in the header MSG_REPLAY_FOR_HEADER. A consumer accepts a message of
+ * type T when user_id is msg_type_producer(T), or when user_id is MSG_REPLAY_USER and that
+ * header is msg_type_producer(T); from any other user the header means nothing. The tool replays
+ * only dead letters whose original sender it can prove (services/dlq/README.md), so the replay
+ * user cannot launder a forgery. */
+#define MSG_REPLAY_USER "dlq"
+#define MSG_REPLAY_FOR_HEADER "x-petstore-replay-for"
+
+/* Dead letters. The consumer that dead-letters a message publishes it with its own login in
+ * user_id and records the original delivery's user_id (or "none") in MSG_SENDER_HEADER, so the
+ * dead-letter tool can tell who sent the original and who vouches for that. */
+#define MSG_SENDER_HEADER "x-petstore-sender"
+
 /* Looks up a type by its exact name ("inventory.reserve.v1"). Sets *out and returns 0, or returns
  * ERR_INVALID for NULL or an unknown name (*out untouched). */
 int msg_type_from_name(const char *name, msg_type_t *out) PETSTORE_NODISCARD;
