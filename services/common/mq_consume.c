@@ -232,6 +232,42 @@ int mq_next(mq_conn_t *c, int timeout_ms, mq_delivery_t **out, err_t *e)
     }
 }
 
+int mq_get(mq_conn_t *c, const char *queue, mq_delivery_t **out, uint32_t *remaining, err_t *e)
+{
+    if (!mq_ok(c))
+        return err_set(e, ERR_RETRY, "the AMQP connection is broken; reconnect");
+    if (c->consumer_tag != NULL || c->confirms)
+        return err_set(e, ERR_INTERNAL, "mq_get: not on a handle that consumes or publishes");
+    amqp_maybe_release_buffers(c->state);
+    amqp_rpc_reply_t r = amqp_basic_get(c->state, c->channel, amqp_cstring_bytes(queue), 0);
+    if (r.reply_type != AMQP_RESPONSE_NORMAL)
+        return mq__reply_error(c, r, c->channel, "basic.get", e);
+    if (r.reply.id == AMQP_BASIC_GET_EMPTY_METHOD) {
+        if (remaining != NULL)
+            *remaining = 0;
+        return err_set(e, ERR_NOTFOUND, "queue %s has no ready message", queue);
+    }
+    const amqp_basic_get_ok_t *ok = r.reply.decoded;
+    amqp_envelope_t env;
+    memset(&env, 0, sizeof(env));
+    env.channel = c->channel;
+    env.delivery_tag = ok->delivery_tag;
+    env.redelivered = ok->redelivered;
+    env.exchange = ok->exchange;
+    env.routing_key = ok->routing_key;
+    if (remaining != NULL)
+        *remaining = ok->message_count;
+    r = amqp_read_message(c->state, c->channel, &env.message, 0);
+    if (r.reply_type != AMQP_RESPONSE_NORMAL)
+        return mq__reply_error(c, r, c->channel, "reading a basic.get message", e);
+    int rc = delivery_from_envelope(&env, out, e);
+    amqp_destroy_message(&env.message);
+    amqp_maybe_release_buffers_on_channel(c->state, c->channel);
+    if (rc != 0)
+        mq__break(c); /* the message stays unacked: closing the connection returns it */
+    return rc;
+}
+
 static int settle_check(mq_conn_t *c, const char *what, err_t *e)
 {
     if (!mq_ok(c))

@@ -70,6 +70,17 @@ int mq_consume_start(mq_conn_t *c, const char *queue, uint16_t prefetch,
  * queue. */
 int mq_next(mq_conn_t *c, int timeout_ms, mq_delivery_t **out, err_t *e) PETSTORE_NODISCARD;
 
+/* Takes the next ready message of queue with basic.get (manual acknowledgement), for tools that
+ * walk a queue one message at a time instead of consuming it. Returns 0 and a new delivery in
+ * *out (settle it with mq_ack / mq_nack / mq_reject like a consumed one; until then it is
+ * checked out to this channel and other consumers do not see it), ERR_NOTFOUND when the queue
+ * has no ready message (not an error: the handle stays usable), ERR_CONFIG when the queue does
+ * not exist or is not ours to read, ERR_RETRY on connection loss. Not on a handle that consumes
+ * or publishes with confirms. *remaining (may be NULL) receives the broker's count of ready
+ * messages left after this one. */
+int mq_get(mq_conn_t *c, const char *queue, mq_delivery_t **out, uint32_t *remaining,
+           err_t *e) PETSTORE_NODISCARD;
+
 /* Frees a delivery. Accepts NULL. */
 void mq_delivery_free(mq_delivery_t *d);
 
