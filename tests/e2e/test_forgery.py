@@ -76,11 +76,13 @@ def test_a_forged_payment_or_release_leaves_a_live_order_unaffected(stop_payment
                          what="the forged release in inventory.commands.dlq")
         saga = wait_until(lambda: dead_letters(broker, saga_dlq, oid), timeout=20,
                           what="the forged payment.charged in saga.events.dlq")
-    for (props, _body), actual in ((inv[0], "storefront"), (saga[0], "none")):
+    for (props, _body), actual, consumer in ((inv[0], "storefront", "inventory"),
+                                             (saga[0], "none", "saga")):
         assert props.headers["x-petstore-failure-class"] == "forged"
         assert props.headers["x-petstore-actual-sender"] == actual
+        assert props.headers["x-petstore-sender"] == actual
         assert "x-petstore-claimed-sender" in props.headers
-        assert props.user_id is None, "the dead letter does not carry the forged user_id"
+        assert props.user_id == consumer, "the dead letter carries its consumer's login"
 
     # Unaffected: still waiting for the real payment (or, if the test system's short pay
     # timeout fired meanwhile, compensating it), never completed; nothing charged or sold.

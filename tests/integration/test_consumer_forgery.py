@@ -2,7 +2,8 @@
 produces its type (the contract table's producer), as the AMQP user_id property says, which the
 broker checks against the publisher's login. Anything else is dead-lettered with class `forged`,
 naming the sender it claimed (app_id) and the one it had (user_id, or "none"), and changes
-nothing. Driven through the system's own inventory consumer."""
+nothing. The dead letter comes from the consumer (its login in user_id), which names the original
+sender in x-petstore-sender. Driven through the system's own inventory consumer."""
 import uuid
 
 import db
@@ -53,7 +54,8 @@ def test_a_command_from_a_user_that_does_not_produce_its_type_is_dead_lettered_a
         assert props.headers["x-petstore-error-code"] == "ERR_INVALID"
         assert props.headers["x-petstore-claimed-sender"] == "saga"
         assert props.headers["x-petstore-actual-sender"] == actual
-        assert props.user_id is None, "the dead letter does not carry the original user_id"
+        assert props.headers["x-petstore-sender"] == actual
+        assert props.user_id == "inventory", "the dead letter carries the consumer's login"
     assert status(conn, pet) == "reserved", "the forged release changed nothing"
     assert db.value(conn, "SELECT count(*) FROM inbox WHERE message_id = ANY(%s::uuid[])",
                     [forged, anonymous]) == 0

@@ -54,6 +54,13 @@ def producer_of(type_):
     return producer_of.table.get(type_)
 
 
+# contracts/codec/msg.h: the dead-letter tool's broker user, the header in which a replay names
+# the producer it speaks for, and the header in which a dead letter names the original sender.
+REPLAY_USER = "dlq"
+REPLAY_FOR_HEADER = "x-petstore-replay-for"
+SENDER_HEADER = "x-petstore-sender"
+
+
 def user_url(user):
     """The AMQP URL of a service's broker user, from `./petstore env` (STOREFRONT_AMQP_URL...)."""
     return need(f"{user.upper()}_AMQP_URL")
@@ -100,14 +107,18 @@ class Broker:
         self.close()
 
     def publish(self, type_, payload, correlation_id=None, message_id=None, exchange=None,
-                routing_key=None, body=None, properties=None, sender="producer"):
+                routing_key=None, body=None, properties=None, sender="producer", headers=None):
         """Publishes with confirms; returns the message id. body overrides the JSON payload
         (for malformed input); properties overrides the envelope. sender is the broker user
         that publishes and is named in user_id: by default the producer of the message's type
         (the admin, without user_id, for an unknown type); a user name to publish as that
-        user; None for the admin without user_id."""
+        user (REPLAY_USER, "dlq", publishes as the dead-letter tool does, with DLQ_AMQP_URL);
+        None for the admin without user_id. headers are added to the envelope's (e.g.
+        {REPLAY_FOR_HEADER: "payment"} for a replay speaking for payment)."""
         ex, key = routing_of(type_) if exchange is None else (exchange, routing_key)
         props = properties or envelope(type_, correlation_id, message_id)
+        if headers:
+            props.headers = {**(props.headers or {}), **headers}
         if sender == "producer":
             sender = producer_of(props.type or type_)
         if sender is not None and props.user_id is None:

@@ -26,24 +26,40 @@
  * Senders. Every message type has one producing service (contracts/codec/msg_types.def), and
  * each service publishes with its own broker user, which the relay puts in the AMQP user_id
  * property; RabbitMQ refuses a publish whose user_id is not the connection's login (only a user
- * tagged impersonator may), so user_id is the one property a consumer can trust. A message whose
- * user_id is missing or is not msg_type_producer(type) is poison of class `forged`, decided
- * before any database work; its dead letter names the sender it claimed (app_id) and the one it
- * had (user_id, or "none") in x-petstore-claimed-sender and x-petstore-actual-sender. app_id is
- * never trusted. A replayed dead letter must therefore be published again as its producer.
+ * tagged impersonator may), so user_id is the one property a consumer can trust. A message of
+ * type T is accepted when its user_id is msg_type_producer(T), or when its user_id is
+ * MSG_REPLAY_USER (the dead-letter tool, "dlq") and its header MSG_REPLAY_FOR_HEADER is a string
+ * equal to msg_type_producer(T): the tool replays a dead letter as itself, speaking for the
+ * producer (contracts/codec/msg.h). Anything else is poison of class `forged`, decided before
+ * any database work: a missing user_id, another user, the tool naming no one or someone else,
+ * and the header sent by any user but the tool (from them it means nothing). Its dead letter
+ * names the sender it claimed (app_id) and the one it had (user_id, or "none") in
+ * x-petstore-claimed-sender and x-petstore-actual-sender. app_id is never trusted.
+ * Why trusting the tool's header is safe: only the tool's connection can put "dlq" in user_id
+ * (the broker checks it; no service user is an impersonator), and the tool replays only dead
+ * letters whose original sender it proves (see below and services/dlq), never a `forged` one;
+ * so the replay user vouches for nothing a producer did not send. (Its broker credentials are
+ * therefore worth every producer's, and must be guarded as such.)
  *
  * Dead letters. After the commit, poison messages are published to petstore.dlx (routing key =
  * the queue) with publisher confirms and x-petstore-* headers (failure class, error code and
- * text, handler, original queue, exchange and routing key, time). The original headers go along
- * (nested values folded into strings), unless the dead letter would then not fit in one frame
- * (mq_publish reports that message ERR_INVALID without sending it or breaking the connection):
- * then it is published again with only the original headers that are small (each at most
- * TRIM_KEEP_BYTES, together at most TRIM_BUDGET_BYTES), and the header
- * x-petstore-headers-trimmed names what was dropped; failing that, with our headers alone. A
- * dead-letter publish that fails otherwise (broker unreachable, nacked, unroutable) holds the
- * batch: nothing is acknowledged, the publish is retried with backoff, and messages already
- * confirmed are not published again (unless the batch is redelivered, then a dead letter may
- * appear twice in the .dlq; the original is never lost).
+ * text, handler, original queue, exchange and routing key, time). Each carries the consumer's
+ * own login in user_id (the broker checks it, so the dead letter provably comes from the
+ * consumer of its original queue) and the original delivery's user_id (or "none") in
+ * MSG_SENDER_HEADER: together they let the dead-letter tool prove the original sender before it
+ * replays anything (the consumer vouches for what the broker told it). That header, like every
+ * x-petstore-* header we set, replaces an original header of the same name. Each dead letter
+ * the broker confirmed is counted in petstore_dead_lettered_total{queue,class}; the series of
+ * the five classes exist from the start (at 0) for every queue that has a dead-letter queue.
+ * The original headers go along (nested values folded into strings), unless the dead letter
+ * would then not fit in one frame (mq_publish reports that message ERR_INVALID without sending
+ * it or breaking the connection): then it is published again with only the original headers
+ * that are small (each at most TRIM_KEEP_BYTES, together at most TRIM_BUDGET_BYTES), and the
+ * header x-petstore-headers-trimmed names what was dropped; failing that, with our headers
+ * alone. A dead-letter publish that fails otherwise (broker unreachable, nacked, unroutable)
+ * holds the batch: nothing is acknowledged, the publish is retried with backoff, and messages
+ * already confirmed are not published again (unless the batch is redelivered, then a dead
+ * letter may appear twice in the .dlq; the original is never lost).
  *
  * Invariants:
  *   - nothing is acknowledged before the transaction that recorded its effects has committed;
@@ -100,6 +116,12 @@
 /* ITEM_DONE: committed in a transaction of its own while a batch was split. */
 enum item_state { ITEM_READY = 0, ITEM_POISON, ITEM_DONE };
 
+/* The failure classes of the consumer's dead letters (x-petstore-failure-class, the class label
+ * of petstore_dead_lettered_total). */
+static const char *const failure_classes[] = {"unknown-type", "forged", "envelope", "contract",
+                                              "handler"};
+#define N_FAILURE_CLASSES (sizeof(failure_classes) / sizeof(failure_classes[0]))
+
 typedef struct item {
     mq_delivery_t *d;
     enum item_state state;
@@ -140,6 +162,7 @@ typedef struct consumer {
     long next_purge_s; /* monotonic seconds */
     metrics_counter_t *m_ok, *m_dup, *m_ignored, *m_poison, *m_retry, *m_split, *m_purged;
     metrics_histogram_t *m_batch;
+    metrics_counter_t *m_dead_lettered[N_FAILURE_CLASSES]; /* by failure_classes[] */
     /* test hooks (see the top of this file) */
     const char *fault_fail_id;
     int fault_exit_after_commit;
@@ -197,12 +220,29 @@ static void decode_item(item_t *it)
         mark_poison(it, "unknown-type", &e);
         return;
     }
-    /* The sender: the broker vouches for user_id (see the top of this file). */
+    /* The sender: the broker vouches for user_id, and the replay user for the producer it names
+     * (see the top of this file). */
     const char *producer = msg_type_producer(it->type);
-    if (producer == NULL || d->user_id == NULL || strcmp(d->user_id, producer) != 0) {
-        err_set(&e, ERR_INVALID, "%s is produced by %s only, not by %s (claiming to be %s)",
-                d->type, producer ? producer : "no one", d->user_id ? d->user_id : "none",
-                d->app_id ? d->app_id : "none");
+    const char *replay_for = NULL;
+    int replay = d->user_id != NULL && strcmp(d->user_id, MSG_REPLAY_USER) == 0;
+    if (replay) {
+        const json_t *h =
+            json_is_object(d->headers) ? json_object_get(d->headers, MSG_REPLAY_FOR_HEADER) : NULL;
+        replay_for = json_is_string(h) ? json_string_value(h) : NULL;
+    }
+    const char *speaks_for = replay ? replay_for : d->user_id;
+    if (producer == NULL || speaks_for == NULL || strcmp(speaks_for, producer) != 0) {
+        if (replay)
+            err_set(&e, ERR_INVALID,
+                    "%s is produced by %s only, not by %s speaking for %s%.64s%s (claiming to be "
+                    "%s)",
+                    d->type, producer ? producer : "no one", MSG_REPLAY_USER,
+                    replay_for ? "\"" : "", replay_for ? replay_for : "no one",
+                    replay_for ? "\"" : "", d->app_id ? d->app_id : "none");
+        else
+            err_set(&e, ERR_INVALID, "%s is produced by %s only, not by %s (claiming to be %s)",
+                    d->type, producer ? producer : "no one", d->user_id ? d->user_id : "none",
+                    d->app_id ? d->app_id : "none");
         mark_poison(it, "forged", &e);
         return;
     }
@@ -467,6 +507,17 @@ static json_t *flat_headers(const json_t *headers)
     return h;
 }
 
+/* Registers (or finds) the petstore_dead_lettered_total series of queue and class. */
+static metrics_counter_t *register_dead_lettered(const consumer_t *c, const char *failure_class)
+{
+    char labels[320];
+    snprintf(labels, sizeof(labels), "queue=\"%s\",class=\"%s\"", c->label, failure_class);
+    return metrics_counter("petstore_dead_lettered_total",
+                           "Dead letters published by the consumer and confirmed by the broker, "
+                           "by original queue and failure class",
+                           labels);
+}
+
 /* The headers of item's dead letter (new reference): the original ones, folded flat; at level
  * 1 only the small ones, at level 2 none; then ours. */
 static json_t *dead_letter_headers(const consumer_t *c, const item_t *it, int level,
@@ -515,6 +566,8 @@ static json_t *dead_letter_headers(const consumer_t *c, const item_t *it, int le
     json_object_set_new(h, "x-petstore-original-routing-key",
                         json_string(d->routing_key ? d->routing_key : ""));
     json_object_set_new(h, "x-petstore-failed-at", json_string(failed_at));
+    json_object_set_new(h, MSG_SENDER_HEADER,
+                        json_string(d->user_id && d->user_id[0] ? d->user_id : "none"));
     if (it->attempts > 0)
         json_object_set_new(h, "x-petstore-attempts", json_integer(it->attempts));
     if (strcmp(it->failure_class, "forged") == 0) {
@@ -524,6 +577,16 @@ static json_t *dead_letter_headers(const consumer_t *c, const item_t *it, int le
                             json_string(d->user_id && d->user_id[0] ? d->user_id : "none"));
     }
     return h;
+}
+
+/* The petstore_dead_lettered_total series of a class (registered with the consumer; any other
+ * class, which the code does not make, on first use). */
+static metrics_counter_t *dead_lettered_counter(consumer_t *c, const char *failure_class)
+{
+    for (size_t i = 0; i < N_FAILURE_CLASSES; i++)
+        if (strcmp(failure_classes[i], failure_class) == 0)
+            return c->m_dead_lettered[i];
+    return register_dead_lettered(c, failure_class);
 }
 
 /* Publishes the poison items of the batch not yet dead-lettered to petstore.dlx and waits for
@@ -585,8 +648,8 @@ static int dead_letter(consumer_t *c, item_t *items, size_t n, size_t *published
                 rc = err_set(e, ERR_NOMEM, "out of memory dead-lettering");
                 goto out;
             }
-            /* No user_id: the original's would be refused on our connection (and a replay
-             * must come from the producer again anyway). */
+            /* user_id: our own login (the original's is in MSG_SENDER_HEADER; the broker
+             * would refuse it on our connection). */
             msgs[j] = (mq_message_t){
                 .exchange = "petstore.dlx",
                 .routing_key = c->def->queue,
@@ -594,6 +657,7 @@ static int dead_letter(consumer_t *c, item_t *items, size_t n, size_t *published
                 .correlation_id = d->correlation_id,
                 .type = d->type,
                 .app_id = d->app_id,
+                .user_id = mq_login(pub),
                 .content_type = d->content_type,
                 .timestamp = d->timestamp,
                 .headers = headers[j],
@@ -609,6 +673,7 @@ static int dead_letter(consumer_t *c, item_t *items, size_t n, size_t *published
             if (status[j] == 0) {
                 it->dead_lettered = 1;
                 (*published)++;
+                metrics_counter_add(dead_lettered_counter(c, it->failure_class), 1);
                 log_warn(&it->log, "consumer.dead_lettered",
                          json_pack("{s:s,s:s,s:s,s:s,s:s?,s:i}", "queue", c->def->queue, "class",
                                    it->failure_class, "code", err_name(it->err.code), "error",
@@ -904,6 +969,9 @@ consumer_t *svc__consumer_new(svc_t *svc, const svc_consumer_def_t *def, int pre
     c->m_batch =
         metrics_histogram("petstore_consumer_batch_size", "Deliveries per transaction", labels,
                           batch_bounds, sizeof(batch_bounds) / sizeof(batch_bounds[0]));
+    /* A private queue has no dead letters (see dead_letter), so no series. */
+    for (size_t i = 0; def->private_exchange == NULL && i < N_FAILURE_CLASSES; i++)
+        c->m_dead_lettered[i] = register_dead_lettered(c, failure_classes[i]);
     return c;
 }
 
