@@ -16,12 +16,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin_request.h"
 #include "hex.h"
 #include "payment.h"
 #include "uuid.h"
-
-/* The largest balance an administrator may give a card: ten billion in cents. */
-#define ADMIN_MAX_BALANCE 1000000000000LL
 
 /* Creates the card, or finds the card this very request created: the id is new for every
  * request, so a row with it can only come from an earlier run of this statement whose answer
@@ -132,15 +130,9 @@ static int create_card(http_request_t *req, void *svc)
     const json_t *number_j = json_object_get(body, "card_number");
     const json_t *balance_j = json_object_get(body, "balance_cents");
     const char *number = json_string_value(number_j);
-    if (number == NULL || card_number_check(number) != 0) {
-        invalid(req, "card_number",
-                "card_number must be a string of 12 to 19 digits that "
-                "passes the Luhn check");
-        goto out;
-    }
-    if (!json_is_integer(balance_j) || json_integer_value(balance_j) < 0 ||
-        json_integer_value(balance_j) > ADMIN_MAX_BALANCE) {
-        invalid(req, "balance_cents", "balance_cents must be an integer from 0 to 1000000000000");
+    const char *field = NULL, *detail = NULL;
+    if (admin_card_request_check(body, &field, &detail) != 0) {
+        invalid(req, field, detail);
         goto out;
     }
 

@@ -57,10 +57,7 @@ static int credentials(http_request_t *req, json_t **body, const char **user, co
     *user = json_string_value(json_object_get(*body, "username"));
     *pw = json_string_value(json_object_get(*body, "password"));
     json_t *errors = json_array();
-    if (*user == NULL || (validate && !sf_username_ok(*user)))
-        sf_error(errors, "username", "3 to 32 characters of a-z, 0-9, '_', '.', '-'");
-    if (*pw == NULL || (validate && !sf_password_ok(*pw)))
-        sf_error(errors, "password", "a string of 8 to 128 characters");
+    sf_check_credentials(*body, validate, errors);
     if (json_array_size(errors) > 0) {
         sf_invalid(req, errors);
         json_decref(*body);

@@ -136,13 +136,7 @@ int sf_post_pets(http_request_t *req, void *svc)
     const char *species = json_string_value(json_object_get(body, "species"));
     const json_t *price = json_object_get(body, "price_cents");
     json_t *errors = json_array();
-    if (name == NULL || strlen(name) < 1 || strlen(name) > 100)
-        sf_error(errors, "name", "a string of 1 to 100 characters");
-    if (species == NULL || strlen(species) < 1 || strlen(species) > 50)
-        sf_error(errors, "species", "a string of 1 to 50 characters");
-    if (!json_is_integer(price) || json_integer_value(price) < 0 ||
-        json_integer_value(price) > 100000000)
-        sf_error(errors, "price_cents", "an integer number of cents from 0 to 100000000");
+    sf_check_new_pet(body, errors);
     if (json_array_size(errors) > 0) {
         sf_invalid(req, errors);
         json_decref(body);

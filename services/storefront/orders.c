@@ -129,11 +129,7 @@ static int read_body(order_request_t *o)
     o->card = json_string_value(json_object_get(o->body, "card_number"));
     o->pet_ids = json_object_get(o->body, "pet_ids");
     json_t *errors = json_array();
-    char detail[128];
-    if (!sf_card_syntax_ok(o->card))
-        sf_error(errors, "card_number", "a string of 12 to 19 digits");
-    if (o->pet_ids != NULL && !sf_pet_ids_ok(o->pet_ids, detail, sizeof(detail)))
-        sf_error(errors, "pet_ids", detail);
+    sf_check_order_body(o->body, errors);
     if (json_array_size(errors) > 0) {
         sf_invalid(o->req, errors);
         return ANSWERED;

@@ -32,8 +32,6 @@ int sf_admin(http_request_t *req);
 void sf_db_error(http_request_t *req, const err_t *e);
 /* 422 with errors = [{field, message}] (errors stolen). */
 void sf_invalid(http_request_t *req, json_t *errors);
-/* Appends {field, message} to errors. */
-void sf_error(json_t *errors, const char *field, const char *message);
 /* SQL fragment that renders a timestamptz column as RFC 3339 UTC with milliseconds. */
 #define SF_TIME(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 
@@ -121,5 +119,17 @@ int sf_pet_ids_ok(const json_t *ids, char *detail, size_t n);
 #define SF_FINGERPRINT_HEX (2 * crypto_hash_sha256_BYTES + 1)
 int sf_order_fingerprint(const json_t *pet_ids, const char *card,
                          char out[SF_FINGERPRINT_HEX]) PETSTORE_NODISCARD;
+/* Appends {field, message} to errors. */
+void sf_error(json_t *errors, const char *field, const char *message);
+/* The checks of a parsed request body (borrowed, any JSON value), one sf_error per invalid
+ * field, appended to errors in field order; nothing appended means the body is valid.
+ * sf_check_credentials: POST /users (strict: username per sf_username_ok, password per
+ * sf_password_ok) and POST /sessions (not strict: both merely strings). sf_check_new_pet:
+ * POST /pets, name 1-100 and species 1-50 bytes, price_cents an integer 0..100000000.
+ * sf_check_order_body: POST /orders, card_number per sf_card_syntax_ok and pet_ids, when
+ * present, per sf_pet_ids_ok. */
+void sf_check_credentials(const json_t *body, int strict, json_t *errors);
+void sf_check_new_pet(const json_t *body, json_t *errors);
+void sf_check_order_body(const json_t *body, json_t *errors);
 
 #endif

@@ -1,4 +1,7 @@
-/* validate: the storefront's pure input checks. */
+/* validate: the storefront's pure input checks, and the checks of each POST body built from
+ * them. The routes parse a body (http_read_json_object) and hand the object here; nothing in this
+ * file does I/O, so the unit tests and the fuzz target tests/fuzz/fuzz_http_body.c call the same
+ * code the routes run. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +61,46 @@ int sf_pet_ids_ok(const json_t *ids, char *detail, size_t n)
         }
     }
     return 1;
+}
+
+void sf_error(json_t *errors, const char *field, const char *message)
+{
+    json_array_append_new(errors, json_pack("{s:s,s:s}", "field", field, "message", message));
+}
+
+void sf_check_credentials(const json_t *body, int strict, json_t *errors)
+{
+    const char *user = json_string_value(json_object_get(body, "username"));
+    const char *pw = json_string_value(json_object_get(body, "password"));
+    if (user == NULL || (strict && !sf_username_ok(user)))
+        sf_error(errors, "username", "3 to 32 characters of a-z, 0-9, '_', '.', '-'");
+    if (pw == NULL || (strict && !sf_password_ok(pw)))
+        sf_error(errors, "password", "a string of 8 to 128 characters");
+}
+
+void sf_check_new_pet(const json_t *body, json_t *errors)
+{
+    const char *name = json_string_value(json_object_get(body, "name"));
+    const char *species = json_string_value(json_object_get(body, "species"));
+    const json_t *price = json_object_get(body, "price_cents");
+    if (name == NULL || strlen(name) < 1 || strlen(name) > 100)
+        sf_error(errors, "name", "a string of 1 to 100 characters");
+    if (species == NULL || strlen(species) < 1 || strlen(species) > 50)
+        sf_error(errors, "species", "a string of 1 to 50 characters");
+    if (!json_is_integer(price) || json_integer_value(price) < 0 ||
+        json_integer_value(price) > 100000000)
+        sf_error(errors, "price_cents", "an integer number of cents from 0 to 100000000");
+}
+
+void sf_check_order_body(const json_t *body, json_t *errors)
+{
+    const char *card = json_string_value(json_object_get(body, "card_number"));
+    const json_t *pet_ids = json_object_get(body, "pet_ids");
+    char detail[128];
+    if (!sf_card_syntax_ok(card))
+        sf_error(errors, "card_number", "a string of 12 to 19 digits");
+    if (pet_ids != NULL && !sf_pet_ids_ok(pet_ids, detail, sizeof(detail)))
+        sf_error(errors, "pet_ids", detail);
 }
 
 static int cmp_str(const void *a, const void *b)

@@ -93,11 +93,6 @@ int sf_admin(http_request_t *req)
     return ok;
 }
 
-void sf_error(json_t *errors, const char *field, const char *message)
-{
-    json_array_append_new(errors, json_pack("{s:s,s:s}", "field", field, "message", message));
-}
-
 void sf_invalid(http_request_t *req, json_t *errors)
 {
     const char *first = json_string_value(json_object_get(json_array_get(errors, 0), "field"));

@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -117,6 +118,91 @@ static void test_the_fingerprint_never_depends_on_the_hidden_digits(void **state
     json_decref(a);
 }
 
+/* The fields named by the problems sf_check_* appended to errors, comma-separated. */
+static void problem_fields(const json_t *errors, char *out, size_t n)
+{
+    size_t i;
+    const json_t *p;
+    out[0] = '\0';
+    json_array_foreach(errors, i, p)
+    {
+        assert_non_null(json_string_value(json_object_get(p, "message")));
+        size_t used = strlen(out);
+        snprintf(out + used, n - used, "%s%s", i > 0 ? "," : "",
+                 json_string_value(json_object_get(p, "field")));
+    }
+}
+
+/* Runs check over the JSON text body and returns the fields it complains about. */
+static const char *check_body(void (*check)(const json_t *, json_t *), const char *text)
+{
+    static char fields[128];
+    json_t *body = json_loads(text, 0, NULL), *errors = json_array();
+    assert_non_null(body);
+    check(body, errors);
+    problem_fields(errors, fields, sizeof(fields));
+    json_decref(errors);
+    json_decref(body);
+    return fields;
+}
+
+static void check_signup(const json_t *body, json_t *errors)
+{
+    sf_check_credentials(body, 1, errors);
+}
+
+static void check_login(const json_t *body, json_t *errors)
+{
+    sf_check_credentials(body, 0, errors);
+}
+
+static void test_a_signup_body_needs_a_valid_username_and_password(void **state)
+{
+    (void)state;
+    assert_string_equal(
+        check_body(check_signup, "{\"username\":\"alice\",\"password\":\"12345678\"}"), "");
+    assert_string_equal(check_body(check_signup, "{\"username\":\"Al\",\"password\":\"1234\"}"),
+                        "username,password");
+    assert_string_equal(check_body(check_signup, "{\"username\":5}"), "username,password");
+}
+
+static void test_a_login_body_needs_only_two_strings(void **state)
+{
+    (void)state;
+    assert_string_equal(check_body(check_login, "{\"username\":\"Al\",\"password\":\"x\"}"), "");
+    assert_string_equal(check_body(check_login, "{\"username\":\"alice\",\"password\":null}"),
+                        "password");
+}
+
+static void test_a_new_pet_needs_a_name_a_species_and_a_price_in_cents(void **state)
+{
+    (void)state;
+    assert_string_equal(
+        check_body(sf_check_new_pet, "{\"name\":\"Rex\",\"species\":\"dog\",\"price_cents\":0}"),
+        "");
+    assert_string_equal(check_body(sf_check_new_pet,
+                                   "{\"name\":\"\",\"species\":\"dog\",\"price_cents\":100000001}"),
+                        "name,price_cents");
+    assert_string_equal(check_body(sf_check_new_pet, "{\"name\":\"Rex\",\"price_cents\":1.0}"),
+                        "species,price_cents");
+}
+
+static void test_an_order_body_needs_a_card_and_valid_pet_ids_if_any(void **state)
+{
+    (void)state;
+    assert_string_equal(check_body(sf_check_order_body, "{\"card_number\":\"4111111111111111\"}"),
+                        "");
+    assert_string_equal(check_body(sf_check_order_body,
+                                   "{\"card_number\":\"4111111111111111\",\"pet_ids\":[\"" PET_A
+                                   "\"]}"),
+                        "");
+    assert_string_equal(
+        check_body(sf_check_order_body, "{\"card_number\":\"4111\",\"pet_ids\":[]}"),
+        "card_number,pet_ids");
+    assert_string_equal(check_body(sf_check_order_body, "{\"pet_ids\":null}"),
+                        "card_number,pet_ids");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -126,6 +212,10 @@ int main(void)
         cmocka_unit_test(test_the_fingerprint_ignores_the_order_of_the_pets),
         cmocka_unit_test(test_the_fingerprint_changes_with_the_pets_the_card_or_the_cart),
         cmocka_unit_test(test_the_fingerprint_never_depends_on_the_hidden_digits),
+        cmocka_unit_test(test_a_signup_body_needs_a_valid_username_and_password),
+        cmocka_unit_test(test_a_login_body_needs_only_two_strings),
+        cmocka_unit_test(test_a_new_pet_needs_a_name_a_species_and_a_price_in_cents),
+        cmocka_unit_test(test_an_order_body_needs_a_card_and_valid_pet_ids_if_any),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
