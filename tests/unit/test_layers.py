@@ -19,7 +19,7 @@ BUILD = os.environ.get("PETSTORE_BUILD_DIR")
 
 BASE = {"err.c", "err.h", "err_codes.def", "hex.c", "hex.h", "uuid.c", "uuid.h"}
 DAEMON_DIRS = ["services/storefront", "services/inventory", "services/payment",
-               "services/audit", "saga", "outbox"]
+               "services/audit", "services/dlq", "saga", "outbox"]
 RANK = {"base": 0, "contracts": 1, "runtime": 2, "svc": 3, "daemon": 4}
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
 

@@ -1,0 +1,112 @@
+/* walk: taking a dead-letter queue's messages one by one and giving back what was not settled.
+ * See dlq.h for why this never loses a message and keeps the order of those not selected. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "dlq.h"
+#include "log.h"
+
+static int grow(dlq_walk_t *w, err_t *e)
+{
+    if (w->n < w->cap)
+        return 0;
+    size_t cap = w->cap ? w->cap * 2 : 256;
+    dlq_msg_t *msgs = realloc(w->msgs, cap * sizeof(*msgs));
+    if (msgs == NULL)
+        return err_set(e, ERR_NOMEM, "out of memory holding %zu messages", w->n);
+    w->msgs = msgs;
+    unsigned char *settled = realloc(w->settled, cap);
+    if (settled == NULL)
+        return err_set(e, ERR_NOMEM, "out of memory holding %zu messages", w->n);
+    w->settled = settled;
+    w->cap = cap;
+    return 0;
+}
+
+/* Takes up to max more messages (0: until the queue has no ready message). */
+static int take(dlq_walk_t *w, size_t max, size_t *added, err_t *e)
+{
+    *added = 0;
+    while (max == 0 || *added < max) {
+        if (grow(w, e) != 0)
+            return -1;
+        mq_delivery_t *d = NULL;
+        int rc = mq_get(w->conn, w->queue, &d, NULL, e);
+        if (rc == ERR_NOTFOUND)
+            return 0;
+        if (rc != 0)
+            return rc;
+        dlq_msg_t *m = &w->msgs[w->n];
+        memset(m, 0, sizeof(*m));
+        m->d = d;
+        m->position = w->n;
+        dlq_msg_parse(m, w->queue);
+        w->settled[w->n] = 0;
+        w->n++;
+        (*added)++;
+    }
+    return 0;
+}
+
+int dlq_walk_open(const char *amqp_url, const char *queue, size_t max, dlq_walk_t *w, err_t *e)
+{
+    memset(w, 0, sizeof(*w));
+    snprintf(w->queue, sizeof(w->queue), "%s", queue);
+    mq_opts_t o = {.connection_name = "dlq walk", .heartbeat_s = 30};
+    int rc = mq_open(amqp_url, &o, &w->conn, e);
+    if (rc != 0)
+        return rc;
+    uint32_t depth = 0;
+    rc = mq_check_queue(w->conn, queue, &depth, NULL, e);
+    if (rc != 0)
+        return rc;
+    /* The snapshot: what the queue holds now; later arrivals are not part of the selection. */
+    size_t want = depth;
+    if (max > 0 && max < want)
+        want = max;
+    if (want == 0)
+        return 0;
+    size_t added = 0;
+    return take(w, want, &added, e);
+}
+
+int dlq_walk_more(dlq_walk_t *w, size_t *added, err_t *e) { return take(w, 1000, added, e); }
+
+int dlq_walk_ack(dlq_walk_t *w, size_t i, err_t *e)
+{
+    if (w->settled[i])
+        return 0;
+    int rc = mq_ack(w->conn, w->msgs[i].d->delivery_tag, 0, e);
+    if (rc == 0)
+        w->settled[i] = 1;
+    return rc;
+}
+
+void dlq_walk_keepalive(dlq_walk_t *w)
+{
+    err_t e;
+    if (w->conn != NULL)
+        if (mq_keepalive(w->conn, &e) != 0)
+            return; /* the next call reports the broken connection */
+}
+
+void dlq_walk_close(dlq_walk_t *w)
+{
+    if (w == NULL)
+        return;
+    err_t e;
+    /* One requeue per message, in the order taken: they go back to the head of the queue in
+     * that order, ahead of anything that arrived meanwhile. */
+    /* When the connection is gone the broker returns the rest itself. */
+    for (size_t i = 0; i < w->n; i++) {
+        if (!w->settled[i] && mq_ok(w->conn) &&
+            mq_reject(w->conn, w->msgs[i].d->delivery_tag, 1, &e) != 0)
+            log_warn(NULL, "dlq.requeue_failed",
+                     json_pack("{s:s,s:s}", "queue", w->queue, "error", e.msg));
+        mq_delivery_free(w->msgs[i].d);
+    }
+    mq_close(w->conn); /* anything not requeued above returns when the channel closes */
+    free(w->msgs);
+    free(w->settled);
+    memset(w, 0, sizeof(*w));
+}
