@@ -184,7 +184,12 @@ int dlq_cmd_replay(dlq_ctx_t *c, dlq_args_t *a)
     size_t first = 0;
     int rc = 0;
     if (a->canary > 0 && r.n_selected > 0) {
-        size_t k = (size_t)a->canary < r.n_selected ? (size_t)a->canary : r.n_selected;
+        /* The canaries are the first K that can be replayed (refused ones are only counted). */
+        size_t k = 0, replayable = 0;
+        while (k < r.n_selected && replayable < (size_t)a->canary) {
+            const dlq_msg_t *m = &r.w.msgs[r.selected[k++]];
+            replayable += m->refusal[0] == '\0' && (rp.to_exchange || m->routing_key[0]);
+        }
         rc = dlq_send(c, &r, pub, 0, k, a->rate, started, 0, build, &rp, &t, &p, &e);
         first = k;
         if (rc == 0 && !dlq_stop) {
@@ -192,7 +197,8 @@ int dlq_cmd_replay(dlq_ctx_t *c, dlq_args_t *a)
             long long wait = a->canary_wait_ms > 0 ? a->canary_wait_ms : 5000;
             if (t.done == 0) {
                 t.canary = "failed";
-                snprintf(t.detail, sizeof(t.detail), "no canary could be replayed; stopped");
+                if (t.detail[0] == '\0')
+                    snprintf(t.detail, sizeof(t.detail), "no canary could be replayed; stopped");
                 first = r.n_selected;
             } else if (canary_failed(c, &r, wait, where, sizeof(where))) {
                 t.canary = "failed";

@@ -209,6 +209,11 @@ void dlq_msg_parse(dlq_msg_t *m, const char *dlq_queue)
                    "nobody vouches for it",
                    user[0] ? user : "no one", consumer, base);
     }
+    /* A replay that failed again: the consumer accepted its user dlq as speaking for the
+     * producer named in the replay header (the sender check comes before anything else can
+     * fail), so that is the sender the consumer vouches for. */
+    if (strcmp(m->sender, MSG_REPLAY_USER) == 0 && json_object_get(h, MSG_REPLAY_FOR_HEADER))
+        m->sender = hstr(h, MSG_REPLAY_FOR_HEADER);
     if (m->producer != NULL && strcmp(m->sender, m->producer) != 0)
         refuse(m, "sent by \"%.32s\", not by %.32s, the producer of %.64s",
                m->sender[0] ? m->sender : "no one", m->producer, m->type);

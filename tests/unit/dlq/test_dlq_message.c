@@ -191,6 +191,25 @@ static void refusals(void **state)
     json_decref(d.headers);
 }
 
+static void a_replay_that_failed_again(void **state)
+{
+    (void)state;
+    /* The consumer received the replay from user dlq speaking for payment and dead-lettered it
+     * again: its dead letter names dlq as the sender and keeps the replay header. */
+    mq_delivery_t d = consumer_dead_letter("saga", "dlq", "contract");
+    json_object_set_new(d.headers, "x-petstore-replay-for", json_string("payment"));
+    json_object_set_new(d.headers, "x-petstore-replay-count", json_integer(1));
+    dlq_msg_t m = {.d = &d};
+    dlq_msg_parse(&m, "saga.events.dlq");
+    assert_string_equal(m.refusal, "");
+    assert_string_equal(m.sender, "payment");
+    assert_int_equal(m.replay_count, 1);
+    json_object_set_new(d.headers, "x-petstore-replay-for", json_string("storefront"));
+    dlq_msg_parse(&m, "saga.events.dlq");
+    assert_non_null(strstr(m.refusal, "producer"));
+    json_decref(d.headers);
+}
+
 static void moved_by_the_tool(void **state)
 {
     (void)state;
@@ -287,15 +306,11 @@ static void queue_names(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(durations),
-        cmocka_unit_test(times),
-        cmocka_unit_test(arguments),
-        cmocka_unit_test(a_consumers_dead_letter),
-        cmocka_unit_test(refusals),
-        cmocka_unit_test(moved_by_the_tool),
-        cmocka_unit_test(rabbitmqs_own_dead_letter),
-        cmocka_unit_test(selection),
-        cmocka_unit_test(queue_names),
+        cmocka_unit_test(durations),         cmocka_unit_test(times),
+        cmocka_unit_test(arguments),         cmocka_unit_test(a_consumers_dead_letter),
+        cmocka_unit_test(refusals),          cmocka_unit_test(a_replay_that_failed_again),
+        cmocka_unit_test(moved_by_the_tool), cmocka_unit_test(rabbitmqs_own_dead_letter),
+        cmocka_unit_test(selection),         cmocka_unit_test(queue_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
