@@ -254,7 +254,7 @@ json_t *dlq_msg_json(const dlq_msg_t *m)
     char error[512];
     log_mask_digits(m->error, error, sizeof(error));
     json_t *j = json_pack(
-        "{s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:s,s:s,s:s*,s:I,s:s,s:s,s:b,s:s*,s:s*}",
+        "{s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:s,s:s,s:s?,s:I,s:s,s:s,s:b,s:s?,s:s?}",
         "position", (json_int_t)m->position, "id", m->id, "type", m->type, "exchange", m->exchange,
         "routing_key", m->routing_key, "class", m->klass, "code", m->code, "error", error,
         "handler", m->handler, "original_queue", m->original_queue, "attempts",
