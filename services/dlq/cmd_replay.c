@@ -165,6 +165,7 @@ int dlq_cmd_replay(dlq_ctx_t *c, dlq_args_t *a)
     err_clear(&e);
     mq_opts_t o = {.connection_name = "dlq replay"};
     if (mq_open(c->amqp_url, &o, &pub, &e) != 0 || mq_confirm_select(pub, &e) != 0) {
+        dlq_connect_failed(&e);
         status = dlq_fail("connecting to publish", &e);
         mq_close(pub);
         dlq_run_close(&r);

@@ -34,6 +34,12 @@ int dlq_fail(const char *doing, const err_t *e)
     return connect ? DLQ_EXIT_CONNECT : DLQ_EXIT_PARTIAL;
 }
 
+int dlq_connect_failed(err_t *e)
+{
+    e->code = ERR_RETRY;
+    return e->code;
+}
+
 void dlq_queue_name(const char *arg, char *out, size_t n)
 {
     size_t len = strlen(arg);
@@ -63,6 +69,8 @@ int dlq_list_queues(dlq_ctx_t *c, json_t **out, err_t *e)
         json_t *all = NULL;
         rc = mgmt_get_json(c->mgmt_url, u.user ? u.user : "", u.password ? u.password : "", path,
                            10000, &all, e);
+        if (rc == ERR_CONFIG || rc == ERR_TIMEOUT)
+            rc = dlq_connect_failed(e); /* bad credentials, no management tag, or no answer */
         if (rc == 0) {
             json_t *list = json_array();
             size_t i;

@@ -246,6 +246,9 @@ int dlq_cmd_note(dlq_ctx_t *c, dlq_args_t *a);
 /* Prints "dlq: MESSAGE\n  what to do" for e to stderr and returns the exit status for e's class:
  * DLQ_EXIT_CONNECT for ERR_RETRY/ERR_TIMEOUT/connection refusals, else DLQ_EXIT_PARTIAL. */
 int dlq_fail(const char *doing, const err_t *e);
+/* Marks e as a failure to connect or log in (exit status 3), keeping its message. Returns the
+ * new code. */
+int dlq_connect_failed(err_t *e);
 int dlq_usage(const char *fmt, ...) PETSTORE_PRINTF(1, 2);
 /* "saga.events" or "saga.events.dlq" -> "saga.events.dlq". */
 void dlq_queue_name(const char *arg, char *out, size_t n);

@@ -13,7 +13,9 @@ int dlq_store_open(dlq_ctx_t *c, err_t *e)
     if (c->db != NULL)
         return 0;
     db_opts_t o = {.application_name = "dlq", .connect_timeout_s = 5};
-    return db_open_ex(c->db_url, &o, &c->db, e);
+    if (db_open_ex(c->db_url, &o, &c->db, e) != 0)
+        return dlq_connect_failed(e);
+    return 0;
 }
 
 int dlq_store_migrate(dlq_ctx_t *c, err_t *e)

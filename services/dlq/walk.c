@@ -55,7 +55,7 @@ int dlq_walk_open(const char *amqp_url, const char *queue, size_t max, dlq_walk_
     mq_opts_t o = {.connection_name = "dlq walk", .heartbeat_s = 30};
     int rc = mq_open(amqp_url, &o, &w->conn, e);
     if (rc != 0)
-        return rc;
+        return dlq_connect_failed(e);
     uint32_t depth = 0;
     rc = mq_check_queue(w->conn, queue, &depth, NULL, e);
     if (rc != 0)
