@@ -102,6 +102,23 @@ def test_a_message_from_the_dlq_user_not_speaking_for_its_producer_is_forged():
     audit.close()
 
 
+def test_an_accepted_replay_that_fails_again_is_dead_lettered_naming_the_replay_user():
+    """Its sender passed (the class is not forged), so the dead letter names the dlq user as the
+    sender and keeps whom the replay spoke for: the tool can replay it again."""
+    _payload, props = cancel_requested(source="dlq")
+    with Broker() as broker:
+        mid = broker.publish("order.cancel_requested.v1", {"order_id": "not-a-uuid"},
+                             exchange="", routing_key="audit.events", properties=props,
+                             sender=REPLAY_USER, headers={REPLAY_FOR_HEADER: "storefront"})
+    dead = wait_dead_letters("audit.events.dlq", [mid])
+    assert len(dead[mid]) == 1
+    props = dead[mid][0][0]
+    assert props.headers["x-petstore-failure-class"] == "contract"
+    assert props.headers[SENDER_HEADER] == REPLAY_USER
+    assert props.headers[REPLAY_FOR_HEADER] == "storefront"
+    assert props.user_id == "audit"
+
+
 def test_the_replay_header_from_any_other_user_means_nothing():
     inventory = db.connect("inventory")
     pet = str(uuid.uuid4())

@@ -48,9 +48,13 @@
  * consumer of its original queue) and the original delivery's user_id (or "none") in
  * MSG_SENDER_HEADER: together they let the dead-letter tool prove the original sender before it
  * replays anything (the consumer vouches for what the broker told it). That header, like every
- * x-petstore-* header we set, replaces an original header of the same name. Each dead letter
- * the broker confirmed is counted in petstore_dead_lettered_total{queue,class}; the series of
- * the five classes exist from the start (at 0) for every queue that has a dead-letter queue.
+ * x-petstore-* header we set, replaces an original header of the same name. The sender check
+ * comes right after the type's, before anything else: so a dead letter of any class but
+ * unknown-type and forged passed it, and one whose MSG_SENDER_HEADER is MSG_REPLAY_USER was a
+ * replay the consumer accepted as speaking for the type's producer (its MSG_REPLAY_FOR_HEADER
+ * goes along with the original headers, unless trimmed away). Each dead letter the broker
+ * confirmed is counted in petstore_dead_lettered_total{queue,class}; the series of the five
+ * classes exist from the start (at 0) for every queue that has a dead-letter queue.
  * The original headers go along (nested values folded into strings), unless the dead letter
  * would then not fit in one frame (mq_publish reports that message ERR_INVALID without sending
  * it or breaking the connection): then it is published again with only the original headers
