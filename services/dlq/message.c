@@ -192,7 +192,13 @@ void dlq_msg_parse(dlq_msg_t *m, const char *dlq_queue)
                "unknown type \"%.64s\": this version knows no producer to speak for; purge or "
                "move it aside",
                m->type);
-    if (strcmp(user, MSG_REPLAY_USER) == 0) {
+    if (strcmp(user, MSG_REPLAY_USER) == 0 &&
+        json_object_get(h, "x-petstore-failure-class") == NULL &&
+        json_object_get(h, MSG_REPLAY_FOR_HEADER) != NULL) {
+        /* A replay RabbitMQ dead-lettered (delivery limit): the broker vouches that the dlq user
+         * published it, and the tool replays only what it proved, for the producer it names. */
+        m->sender = hstr(h, MSG_REPLAY_FOR_HEADER);
+    } else if (strcmp(user, MSG_REPLAY_USER) == 0) {
         const json_t *v = json_object_get(h, "x-petstore-sender-verified");
         if (!json_is_true(v) && !(json_is_string(v) && strcmp(json_string_value(v), "true") == 0))
             refuse(m, "moved here by dlq without a proven sender");

@@ -251,6 +251,16 @@ static void rabbitmqs_own_dead_letter(void **state)
     assert_int_equal((long long)m.dead_at, 1796432400LL);
     assert_int_equal((long long)m.first_death, 1796430000LL);
     assert_string_equal(m.refusal, "");
+    /* A replay that reached the delivery limit: published by dlq speaking for saga. */
+    d.user_id = "dlq";
+    json_object_set_new(d.headers, "x-petstore-replay-for", json_string("saga"));
+    dlq_msg_parse(&m, "inventory.commands.dlq");
+    assert_string_equal(m.refusal, "");
+    assert_string_equal(m.sender, "saga");
+    json_object_set_new(d.headers, "x-petstore-replay-for", json_string("payment"));
+    dlq_msg_parse(&m, "inventory.commands.dlq");
+    assert_non_null(strstr(m.refusal, "producer"));
+    json_object_del(d.headers, "x-petstore-replay-for");
     d.user_id = "storefront"; /* not the producer of inventory.reserve */
     dlq_msg_parse(&m, "inventory.commands.dlq");
     assert_non_null(strstr(m.refusal, "producer"));
