@@ -23,6 +23,10 @@
  *   - a message the tool moved (user_id dlq) unless the move recorded that it was verified
  *     (x-petstore-sender-verified, which only the dlq user can have written since the broker
  *     vouches for its user_id).
+ * A replay that failed again is accepted for the producer its x-petstore-replay-for names: a
+ * consumer's dead letter of it records sender dlq (the consumer checked the replay header before
+ * anything else could fail), and RabbitMQ's keeps user_id dlq; either way only the dlq user
+ * could have published it, and it replays only what it proved.
  * The consumer of a queue vouches for what it received: it could, if its credentials were
  * stolen, plant a dead letter of a type it receives; that trust is the same one the consumer
  * already has over its own effects. */
