@@ -3,8 +3,9 @@
  * Startup order matters: configuration first (so a bad variable stops the process before it
  * touches anything), then logging and signals, then the migration (one advisory-locked pass, so
  * several instances may start at once), then the HTTP server (so /livez answers while the
- * consumers connect and /readyz tells that they have not yet), then the threads. Shutdown runs
- * in reverse: threads drain and join, then the HTTP server stops. */
+ * consumers connect and /readyz tells that they have not yet), then the check that every work
+ * queue consumed is fit (svc_queue_check.c: exit 78 if one is not), then the threads. Shutdown
+ * runs in reverse: threads drain and join, then the HTTP server stops. */
 #include "svc_internal.h"
 
 #include <poll.h>
@@ -27,6 +28,12 @@ static const cfg_var_t std_vars[] = {
      .required = 1,
      .secret = 1,
      .help = "amqp://user:password@host:port/vhost"},
+    {.name = "AMQP_MGMT_URL",
+     .kind = CFG_STRING,
+     .required = 1, /* only for a daemon that consumes a work queue: see all_vars() */
+     .help = "RabbitMQ management API, http://host:port: at start, every consumed queue must be a "
+             "quorum queue with a dead-letter exchange, a delivery limit and at-least-once "
+             "dead-lettering"},
     {.name = "HTTP_PORT", .kind = CFG_PORT, .required = 1, .help = "health, metrics and API port"},
     {.name = "HTTP_ADDR",
      .kind = CFG_STRING,
@@ -112,6 +119,11 @@ static cfg_var_t *all_vars(const svc_def_t *def, size_t *n)
     if (vars == NULL)
         return NULL;
     memcpy(vars, std_vars, sizeof(std_vars));
+    /* AMQP_MGMT_URL serves the queue check alone, so a process without a work queue (a relay)
+     * does not need it. */
+    for (size_t i = 0; i < n_std && !svc__consumes_work_queue(def); i++)
+        if (strcmp(vars[i].name, "AMQP_MGMT_URL") == 0)
+            vars[i].required = 0;
     if (def->n_cfg_vars > 0)
         memcpy(vars + n_std, def->cfg_vars, def->n_cfg_vars * sizeof(*vars));
     *n = n_std + def->n_cfg_vars;
@@ -169,6 +181,15 @@ int svc_main(int argc, char **argv, const svc_def_t *def)
         goto out;
     }
 
+    /* Created before the HTTP server starts, so /readyz never answers ready before the check
+     * passed. */
+    int check_queues = svc__consumes_work_queue(def);
+    health_flag_t *queues_flag = check_queues ? health_flag_new("queue-policy") : NULL;
+    if (check_queues && queues_flag == NULL) {
+        log_error(NULL, "startup.out_of_memory", NULL);
+        goto out;
+    }
+
     http_config_t hc = {
         .addr = cfg_str(svc.cfg, "HTTP_ADDR"),
         .port = (uint16_t)cfg_int(svc.cfg, "HTTP_PORT"),
@@ -177,6 +198,21 @@ int svc_main(int argc, char **argv, const svc_def_t *def)
     if (http_server_start(&hc, def->http_routes, def->n_http_routes, &svc, &http, &e) != 0) {
         log_err(LOG_ERROR, NULL, "startup.http_failed", &e);
         goto out;
+    }
+
+    if (check_queues) {
+        char line[2048];
+        int rc = svc__check_queues(&svc, queues_flag, line, sizeof(line));
+        if (rc == ERR_RETRY) { /* stopped while waiting for the management API */
+            log_info(NULL, "stopping", NULL);
+            status = 0;
+            goto out;
+        }
+        if (rc != 0) {
+            fprintf(stderr, "%s: %s\n", def->name, line);
+            status = 78; /* EX_CONFIG */
+            goto out;
+        }
     }
 
     int prefetch = cfg_int(svc.cfg, "CONSUMER_PREFETCH");

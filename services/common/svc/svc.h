@@ -5,7 +5,10 @@
  * routes, HTTP routes, hooks) and calls svc_main(). svc_main loads the configuration (every bad
  * variable reported at once, exit 78), initialises logging and signals, migrates the database
  * (`--migrate` does only that and exits), starts the HTTP server with /livez, /readyz and
- * /metrics, starts one consumer thread per consumer definition and any extra worker threads,
+ * /metrics, checks through the management API that every work queue it consumes is a quorum
+ * queue with a dead-letter exchange, a delivery limit and at-least-once dead-lettering (waiting
+ * while the API cannot answer; exit 78 naming the missing setting when a queue is not), starts
+ * one consumer thread per consumer definition and any extra worker threads,
  * waits for SIGTERM/SIGINT, then drains: consumers finish the batch in hand, commit, ack, and
  * close their connections; the HTTP server stops; the process exits 0. Every consumer and worker
  * loop runs under the one worker supervisor (svc_worker.h): connections, reconnect backoff,
