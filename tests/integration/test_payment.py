@@ -490,6 +490,7 @@ def _payment_process(tmp_path, **overrides):
     port = _free_port()
     env = dict(os.environ, **keys, DATABASE_URL=need("PAYMENT_DATABASE_URL"),
                AMQP_URL=os.environ.get("PAYMENT_AMQP_URL") or need("AMQP_URL"),
+               AMQP_MGMT_URL=need("RABBITMQ_MGMT_URL"),
                HTTP_PORT=str(port), HTTP_ADDR="127.0.0.1", LOG_LEVEL="info")
     env.update(overrides)
     log = open(tmp_path / "payment-2.log", "w")
@@ -579,7 +580,8 @@ def test_a_public_key_of_another_pair_stops_the_daemon_with_exit_78():
     keys, other = _generate_keys(), _generate_keys()
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **keys,
            "PAYMENT_PUBLIC_KEY": other["PAYMENT_PUBLIC_KEY"], "DATABASE_URL": "host=127.0.0.1",
-           "AMQP_URL": "amqp://u:p@127.0.0.1:1/x", "HTTP_PORT": "1"}
+           "AMQP_URL": "amqp://u:p@127.0.0.1:1/x", "AMQP_MGMT_URL": "http://127.0.0.1:1",
+           "HTTP_PORT": "1"}
     run = subprocess.run([binary("services/payment/payment")], env=env, capture_output=True,
                          text=True, timeout=30)
     assert run.returncode == 78

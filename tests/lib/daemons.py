@@ -44,12 +44,14 @@ def daemon_ready(name):
 
 class Daemon:
     """One extra daemon process; env is added to (and overrides) its basic environment:
-    HTTP_PORT (a free port), AMQP_HEARTBEAT_S (default 2) and LOG_LEVEL=debug."""
+    HTTP_PORT (a free port), AMQP_HEARTBEAT_S (default 2), LOG_LEVEL=debug and AMQP_MGMT_URL
+    (the system's management API, for the start check of the queues it consumes)."""
 
     def __init__(self, relative, label, **env):
         self.port = free_port()
         full = {k: v for k, v in os.environ.items() if k.startswith(("ASAN_", "UBSAN_", "PATH"))}
-        full.update(HTTP_PORT=str(self.port), AMQP_HEARTBEAT_S="2", LOG_LEVEL="debug")
+        full.update(HTTP_PORT=str(self.port), AMQP_HEARTBEAT_S="2", LOG_LEVEL="debug",
+                    AMQP_MGMT_URL=need("RABBITMQ_MGMT_URL"))
         full.update(env)
         self.log_path = f"/tmp/daemon-test-{label}-{self.port}.log"
         self.log = open(self.log_path, "w")

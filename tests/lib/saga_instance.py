@@ -40,6 +40,7 @@ class SagaProcess:
         self.log_path = log_path
         env = dict(os.environ, DATABASE_URL=need("SAGA_DATABASE_URL"),
                    AMQP_URL=need("SAGA_AMQP_URL"), HTTP_PORT=str(self.port),
+                   AMQP_MGMT_URL=need("RABBITMQ_MGMT_URL"),
                    HTTP_ADDR="127.0.0.1", LOG_LEVEL="info")
         env.update({k: str(v) for k, v in settings.items()})
         self.log = open(log_path, "w")

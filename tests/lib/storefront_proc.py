@@ -21,6 +21,7 @@ class Storefront:
         env = {k: v for k, v in os.environ.items() if k.startswith(("ASAN_", "UBSAN_", "PATH"))}
         env.update(DATABASE_URL=need("STOREFRONT_DATABASE_URL"),
                    AMQP_URL=need("STOREFRONT_AMQP_URL"), HTTP_PORT=str(self.port),
+                   AMQP_MGMT_URL=need("RABBITMQ_MGMT_URL"),
                    PAYMENT_PUBLIC_KEY=need("PAYMENT_PUBLIC_KEY"), ADMIN_TOKEN=need("ADMIN_TOKEN"),
                    LOG_LEVEL="info")
         env.update(overrides)
