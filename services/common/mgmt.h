@@ -3,7 +3,12 @@
  * queues with their depths (the dead-letter tool).
  *
  * Plain HTTP/1.1 over one TCP connection per request, Basic authentication with the same broker
- * user as the AMQP connection, JSON answers parsed with jansson. No TLS (yet). */
+ * user as the AMQP connection, JSON answers parsed with jansson. No TLS (yet). mgmt_queue.h
+ * judges a queue's description; mgmt_internal.h holds the pure pieces the unit tests check.
+ *
+ * Threading: no shared state; any thread may call at any time. A request blocks its thread for
+ * at most its timeout (name resolution aside: use a numeric host to bound that too) and never
+ * raises SIGPIPE. */
 #ifndef PETSTORE_MGMT_H
 #define PETSTORE_MGMT_H
 
