@@ -32,6 +32,10 @@
 enum { DLQ_EXIT_DONE = 0, DLQ_EXIT_PARTIAL = 1, DLQ_EXIT_USAGE = 2, DLQ_EXIT_CONNECT = 3 };
 
 #define DLQ_MAX_IDS 4096
+/* At most this many messages are taken from one queue in one run (they are held in memory and
+ * checked out until the run ends); a deeper queue is worked on from its head, and the tool says
+ * so. */
+#define DLQ_WALK_MAX 50000
 
 /* ---- opts.c: the command line ------------------------------------------------------------ */
 

@@ -1,5 +1,6 @@
 /* walk: taking a dead-letter queue's messages one by one and giving back what was not settled.
  * See dlq.h for why this never loses a message and keeps the order of those not selected. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -64,6 +65,13 @@ int dlq_walk_open(const char *amqp_url, const char *queue, size_t max, dlq_walk_
     size_t want = depth;
     if (max > 0 && max < want)
         want = max;
+    if (want > DLQ_WALK_MAX) {
+        fprintf(stderr,
+                "dlq: %s holds %zu messages; this run works on the first %d (run again for the "
+                "rest)\n",
+                queue, want, DLQ_WALK_MAX);
+        want = DLQ_WALK_MAX;
+    }
     if (want == 0)
         return 0;
     size_t added = 0;
