@@ -8,6 +8,7 @@ and naming it in user_id, with the x-petstore-* headers of a consumer's dead let
 x-petstore-sender = the original message's user_id (its type's producer). fill() publishes
 exactly that, so the tool's sender checks hold for it as for the real thing; `as_user` and
 `sender` let a test forge one."""
+import contextlib
 import json
 import os
 import subprocess
@@ -41,12 +42,15 @@ def tool():
     return binary("bin/dlq")
 
 
-def tool_env(operator=None):
+def tool_env(operator=None, **override):
+    """The tool's environment: the test's (`./petstore env`), the operator's name, and any
+    setting overridden (e.g. DLQ_AMQP_URL of a broker that is not there)."""
     env = dict(os.environ)
     for name in ("DLQ_AMQP_URL", "DLQ_DATABASE_URL", "RABBITMQ_MGMT_URL"):
         need(name)
     if operator:
         env["DLQ_OPERATOR"] = operator
+    env.update(override)
     return env
 
 
@@ -67,12 +71,13 @@ class Result:
                 f"stdout: {self.out[-2000:]}\nstderr: {self.err[-2000:]}")
 
 
-def run(*args, operator=None, as_json=True, timeout=120):
-    """Runs `dlq ARGS [--json]`; returns a Result (rc, out, err, json, elapsed seconds)."""
+def run(*args, operator=None, as_json=True, timeout=120, env=None):
+    """Runs `dlq ARGS [--json]`; returns a Result (rc, out, err, json, elapsed seconds). env:
+    settings to override."""
     argv = [tool(), *[str(a) for a in args]] + (["--json"] if as_json else [])
     started = time.monotonic()
-    proc = subprocess.run(argv, env=tool_env(operator), capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run(argv, env=tool_env(operator, **(env or {})), capture_output=True,
+                          text=True, timeout=timeout)
     return Result(argv, proc, time.monotonic() - started)
 
 
@@ -215,3 +220,20 @@ def charged(order_id=None):
     """A valid payment.charged.v1 payload."""
     return {"order_id": order_id or str(uuid.uuid4()), "amount_cents": 1000,
             "card_last4": "4242"}
+
+
+@contextlib.contextmanager
+def scratch_queue(suffix=".dlq"):
+    """A quorum queue of the test's own (declared and deleted by the administrator), as a
+    destination of `move` or `replay --to :NAME`; yields its name (ending in suffix, so that
+    the tool may read it too)."""
+    name = f"dlqtest-{uuid.uuid4().hex[:10]}.scratch{suffix}"
+    conn = pika.BlockingConnection(pika.URLParameters(need("AMQP_URL")))
+    try:
+        conn.channel().queue_declare(name, durable=True, arguments={"x-queue-type": "quorum"})
+        yield name
+    finally:
+        try:
+            conn.channel().queue_delete(name)
+        finally:
+            conn.close()
