@@ -9,6 +9,7 @@ import uuid
 import pytest
 
 import httpc
+from daemons import audit_daemon
 from petstore_env import need
 from shop import balance, create_card, create_pet, new_customer, petstore, place_order, wait_status
 from storefront_proc import Storefront
@@ -104,3 +105,18 @@ def test_pooled_connections_that_died_unseen_are_replaced_within_the_request(fir
         proxy.close()
         wait_until(lambda: all(ready(d) for d in DAEMONS), timeout=90,
                    what="every daemon ready again after the postgres restart")
+
+
+def test_a_daemon_started_right_after_a_broker_restart_waits_for_the_queues_policies():
+    """Right after RabbitMQ starts, the management API describes a queue without its policy
+    until the queue has published its statistics (some seconds). A daemon starting then must wait
+    for the policy, not take its absence for a missing setting and refuse to start."""
+    petstore("restart", "rabbitmq")
+    extra = audit_daemon("after-broker-restart", AMQP_MGMT_URL=need("RABBITMQ_MGMT_URL"))
+    try:
+        extra.wait_ready("an audit daemon started right after the broker restart")
+        assert len(extra.lines("startup.queue_checked")) == 1, extra.tail()
+    finally:
+        assert extra.stop() == 0, extra.tail()
+    wait_until(lambda: all(ready(d) for d in DAEMONS), timeout=90,
+               what="every daemon ready again after the rabbitmq restart")
