@@ -70,6 +70,14 @@ static int fetch(const svc_t *svc, const mq__url_t *amqp, const char *queue, hea
     daemon_backoff_init(&backoff, RETRY_INITIAL_MS, RETRY_MAX_MS);
     for (;;) {
         int rc = mgmt_get_json(base, amqp->user, amqp->password, path, CHECK_TIMEOUT_MS, out, e);
+        if (rc == 0 && json_object_get(*out, "effective_policy_definition") == NULL) {
+            /* The management API shows a queue's policy only once the queue has published its
+             * statistics, some seconds after the broker started or the queue was declared;
+             * until then the key is absent (afterwards it is {} when no policy applies). */
+            json_decref(*out);
+            *out = NULL;
+            rc = err_set(e, ERR_RETRY, "the broker has not published the queue's policy yet");
+        }
         if (rc != ERR_RETRY && rc != ERR_TIMEOUT)
             return rc;
         char detail[300];
