@@ -172,6 +172,7 @@ def test_each_poison_kind_reaches_its_dead_letter_queue_and_group_and_show_expla
             assert (g["class"], g["code"], g["type"], g["handler"]) == (klass, code, type_,
                                                                       handler), g
             assert g["first_seen"] and g["last_seen"] and g["sample_error"], g
+            assert (g["status"], g["note"]) == ("open", None), ("no note yet", g)
         # groups QUEUE lists that queue's groups only.
         only = dlq.groups("audit.events")
         assert {g["queue"] for g in only} == {"audit.events.dlq"}, only

@@ -8,7 +8,11 @@ consumer under test sees them, or to a queue of the test's own to read what was 
 manifest freezes a selection; a destination that cannot take a message leaves it in place. Every test selects its own message ids and purges what it
 leaves."""
 import json
+import os
+import pty
+import re
 import signal
+import subprocess
 import time
 import uuid
 from datetime import datetime, timezone
@@ -33,9 +37,9 @@ def test_a_replay_killed_part_way_loses_nothing_and_a_second_one_finishes_exactl
     conn = db.connect("audit")
     ids = dlq.fill("audit.events.dlq", STATUS, [dlq.status_changed() for _ in range(1000)])
     try:
-        # A pace (about 3 s for all) so that the kill lands part-way whatever the machine.
+        # A pace (4 s for all) so that the kill lands part-way whatever the machine.
         proc = dlq.spawn("replay", "audit.events", "--id", dlq.ids_arg(ids),
-                         "--to", ":audit.events", "--rate", "300")
+                         "--to", ":audit.events", "--rate", "250")
         try:
             wait_until(lambda: proc.poll() is not None or audit_recorded(conn, ids) >= 100,
                        timeout=30, what="100 replayed messages recorded by audit")
@@ -220,5 +224,33 @@ def test_a_destination_that_routes_nowhere_or_does_not_exist_leaves_the_message_
             shown = sorted(dlq.show("audit.events", ids), key=lambda m: m["position"])
             assert [m["id"] for m in shown] == ids, "every message in place, in its order"
             assert all(m["replay_count"] == 0 for m in shown), shown
+    finally:
+        dlq.cleanup("audit.events.dlq", ids)
+
+
+def test_a_replay_on_a_terminal_shows_its_progress():
+    ids = dlq.fill("audit.events.dlq", STATUS, [dlq.status_changed() for _ in range(100)])
+    try:
+        main, terminal = pty.openpty()
+        proc = subprocess.Popen([dlq.tool(), "replay", "audit.events", "--id", dlq.ids_arg(ids),
+                                 "--to", ":audit.events", "--rate", "100"],
+                                stdout=terminal, stderr=terminal, env=dlq.tool_env())
+        os.close(terminal)
+        out = b""
+        while True:
+            try:
+                chunk = os.read(main, 4096)
+            except OSError:  # EIO: the terminal's other end is closed
+                break
+            if not chunk:
+                break
+            out += chunk
+        os.close(main)
+        assert proc.wait(timeout=30) == 0, out
+        text = out.decode(errors="replace")
+        done = [int(n) for n in re.findall(r"(\d+)/100\b", text)]
+        assert len(set(done)) >= 3 and done[-1] == 100, ("done/total as it goes", text)
+        assert re.search(r"\d[\d.]* ?(msg|messages)?/s", text), ("the rate", text)
+        assert re.search(r"\d+ ?(s|min|m|h)\b[^\r\n]*\bleft", text), ("time left", text)
     finally:
         dlq.cleanup("audit.events.dlq", ids)

@@ -37,10 +37,18 @@ def test_purge_without_yes_changes_nothing_and_with_yes_removes_exactly_the_sele
         assert dlq.present("audit.events.dlq", ids) == set(ids)
         r = dlq.run("purge", "audit.events", "--yes")
         assert r.rc == 2, ("a purge needs a selector (or --all)", r)
+        r = dlq.run("replay", "audit.events")
+        assert r.rc == 2, ("so does a replay", r)
+        r = dlq.run("purge", "audit.events", "--id", dlq.ids_arg(ids), "--older-than", "1h",
+                    "--yes")
+        assert r.rc == 0 and r.json["selected"] == 0, ("none of them is an hour old", r)
         assert ready_count("audit.events.dlq") == depth
+        assert dlq.present("audit.events.dlq", ids) == set(ids)
 
-        r = dlq.run("purge", "audit.events", "--id", dlq.ids_arg(ids[:4]), "--yes")
+        r = dlq.run("purge", "audit.events", "--id", dlq.ids_arg(ids[:3]), "--id", ids[3],
+                    "--yes")
         assert r.rc == 0, r
+        assert (r.json["selected"], r.json["done"]) == (4, 4), r
         assert ready_count("audit.events.dlq") == depth - 4
         assert dlq.present("audit.events.dlq", ids) == set(ids[4:])
     finally:
@@ -96,6 +104,8 @@ def test_a_resolved_group_that_receives_a_new_dead_letter_is_open_again():
     try:
         wait_until(lambda: dlq.present(queue, ids) == set(ids), what="the first dead letter")
         fp = dlq.show(queue, ids)[0]["fingerprint"]
+        r = dlq.run("note", fp, "--status", "fixed", "not a status")
+        assert r.rc == 2, r
         r = dlq.run("note", fp, "--status", "resolved", "fixed the sender (dlq test)",
                     operator=operator)
         assert r.rc == 0, r
