@@ -1,8 +1,9 @@
 """The dead-letter tool (`dlq`) on dead letters that the system's own consumers made: every
 poison kind reaches the right `.dlq` and the right group, `show` tells an operator what
 happened (and masks anything card-like), a failed charge replayed after its cause is fixed
-completes its order, a second replay of the same message has no second effect, and dead
-letters whose sender the tool cannot prove are never replayed.
+completes its order, a second replay of the same message has no second effect, dead letters
+whose sender the tool cannot prove are never replayed, and RabbitMQ's own dead letter (a message
+over its queue's delivery limit, with x-death) is shown and replayed like the consumers'.
 
 Other tests' leftovers may sit in the same queues and groups: everything here is selected by
 message id, group counts are compared before and after, and what a test leaves is purged by id."""
@@ -13,7 +14,8 @@ import uuid
 import db
 import shop
 from amqp import Broker, envelope
-from daemons import audit_daemon, publish_events, replacing, take_dead_letters
+from daemons import (audit_daemon, audit_recorded, publish_events, replacing,
+                     take_dead_letters)
 from petstore_env import launcher
 from saga_instance import private_saga, scrape
 from wait import wait_until
@@ -298,3 +300,38 @@ def test_replaying_a_failed_charge_after_the_fix_completes_the_order_once(tmp_pa
             if charge:
                 dlq.cleanup("payment.commands.dlq", [charge])
     saga_conn.close()
+
+
+def test_rabbitmqs_own_dead_letter_over_the_delivery_limit_is_shown_and_replayed():
+    conn = db.connect("audit")
+    mid = None
+    try:
+        with replacing("audit"):
+            # A valid event from its producer that no consumer settles: the administrator takes
+            # it and gives it back until the queue's delivery limit sends it to audit.events.dlq.
+            mid = publish_events(1)[0]
+            with Broker() as broker:
+                def bounced_out():
+                    method, _props, _body = broker.ch.basic_get("audit.events", auto_ack=False)
+                    if method is not None:
+                        broker.ch.basic_nack(method.delivery_tag, requeue=True)
+                    return method is None and dlq.present("audit.events.dlq", [mid]) == {mid}
+                wait_until(bounced_out, timeout=30, what="the event over its delivery limit")
+        m = dlq.show("audit.events", [mid])[0]
+        assert (m["class"], m["type"], m["original_queue"]) == (
+            "delivery-limit", "order.cancel_requested.v1", "audit.events"), m
+        assert m["sender"] == "storefront" and m["verified"] is True and m["refusal"] is None, m
+        assert (m["exchange"], m["routing_key"]) == ("petstore.events",
+                                                     "order.cancel_requested"), m
+        assert m["first_death"], m
+        g = dlq.group(m["fingerprint"], "audit.events")
+        assert g and g["class"] == "delivery-limit" and g["count"] >= 1, g
+
+        r = dlq.run("replay", "audit.events", "--id", mid, "--to", ":audit.events")
+        assert r.rc == 0 and r.json["done"] == 1, r
+        wait_until(lambda: audit_recorded(conn, [mid]) == 1, what="the event recorded by audit")
+        assert dlq.present("audit.events.dlq", [mid]) == set()
+    finally:
+        if mid:
+            dlq.cleanup("audit.events.dlq", [mid])
+        conn.close()
