@@ -96,6 +96,23 @@ def test_rate_200_spreads_1000_replays_over_at_least_4_5_seconds():
         conn.close()
 
 
+def test_rate_never_lets_a_first_burst_through():
+    """At --rate N, message i (from 0) leaves no earlier than i/N seconds after the start, so 100
+    messages at 50/s take at least 99/50 s: the batches the tool publishes do not run ahead."""
+    conn = db.connect("audit")
+    ids = dlq.fill("audit.events.dlq", STATUS, [dlq.status_changed() for _ in range(100)])
+    try:
+        r = dlq.run("replay", "audit.events", "--id", dlq.ids_arg(ids), "--to", ":audit.events",
+                    "--rate", "50")
+        assert r.rc == 0 and r.json["done"] == 100, r
+        assert r.json["elapsed_s"] >= 99 / 50, f"100 messages at 50/s in {r.json['elapsed_s']} s"
+        wait_until(lambda: audit_recorded(conn, ids) == len(ids), timeout=30,
+                   what="all 100 recorded")
+    finally:
+        dlq.cleanup("audit.events.dlq", ids)
+        conn.close()
+
+
 def test_a_canary_that_fails_again_stops_the_run_and_leaves_the_rest_untouched():
     # Reservations naming a pet that is no uuid, from inventory, dead-lettered by the saga as
     # contract violations: replaying them fails again.
