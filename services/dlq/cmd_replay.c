@@ -150,6 +150,8 @@ int dlq_cmd_replay(dlq_ctx_t *c, dlq_args_t *a)
     {
         /* A run that is killed still leaves a trace of who started what. */
         json_t *sel = dlq_sel_json(&a->sel);
+        if (a->to)
+            json_object_set_new(sel, "to", json_string(a->to));
         json_t *counts = json_pack("{s:I}", "selected", (json_int_t)r.n_selected);
         err_t he;
         if (dlq_history_add(c, "replay", r.queue, sel, "started", counts, r.id, NULL, &he) != 0)

@@ -110,8 +110,10 @@ int dlq_send(dlq_ctx_t *c, dlq_run_t *r, mq_conn_t *pub, size_t from, size_t to,
         }
         if (n == 0)
             continue;
+        /* The batch goes when its last message may: message i (counted from 0 over the run)
+         * never leaves before i / rate seconds, so no second carries more than rate. */
         if (rate > 0)
-            dlq_sleep_until(started_ms + (int64_t)((double)sent * 1000.0 / rate), &r->w);
+            dlq_sleep_until(started_ms + (int64_t)((double)(sent + n - 1) * 1000.0 / rate), &r->w);
         int rc = mq_publish_batch(pub, msgs, n, status, 30000, e);
         for (size_t j = 0; j < n; j++) {
             const dlq_msg_t *m = &r->w.msgs[of[j]];
