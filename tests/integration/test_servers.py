@@ -27,7 +27,8 @@ def test_the_management_api_shows_the_definitions():
     assert names["petstore.order-updates"] == "fanout"
     assert names["petstore.dlx"] == "direct"
     users = {u["name"] for u in mgmt("users")}
-    assert users == {"admin", *SERVICES}, "one user per service, an admin, and no guest"
+    assert users == {"admin", *SERVICES, "dlq"}, \
+        "one user per service, the dead-letter tool's, an admin, and no guest"
 
 
 @pytest.mark.parametrize("queue", QUEUES)
