@@ -1,5 +1,6 @@
 """The verbs of `dlq` that change what is in a dead-letter queue without replaying it, and the
-trail it keeps; selection by time; exit status 3 when a server is not there: purge removes nothing without --yes and exactly the selection with it; move
+trail it keeps (append-only); selection by time; exit status 3 when a server is not there: purge
+removes nothing without --yes and exactly the selection with it; move
 refuses a destination that does not exist and moves exactly the selection to one that does;
 a resolved group that receives a new dead letter is open again; history records every action
 with its operator.
@@ -12,6 +13,10 @@ import time
 import uuid
 from datetime import datetime, timezone
 
+import psycopg2
+import pytest
+
+import db
 from daemons import ready_count
 from wait import wait_until
 
@@ -227,3 +232,27 @@ def test_a_server_that_is_not_there_exits_3_with_what_to_do():
         r = dlq.run(*args, env=env, timeout=60)
         assert r.rc == 3, r
         assert r.err.strip(), ("an error message", r)
+
+
+def test_the_history_cannot_be_rewritten_even_by_its_owner():
+    """dlq_history is append-only: the tool's own role, which owns the table, can neither change,
+    delete nor truncate a row."""
+    conn = db.connect("dlq")
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM dlq_history")
+            before = cur.fetchone()[0]
+            cur.execute("INSERT INTO dlq_history (operator, host, verb, outcome)"
+                        " VALUES ('test', 'test', 'note', 'appended')")
+            for sql in ("UPDATE dlq_history SET outcome = 'rewritten'",
+                        "DELETE FROM dlq_history",
+                        "TRUNCATE dlq_history"):
+                with pytest.raises(psycopg2.Error) as refused:
+                    cur.execute(sql)
+                assert "append-only" in str(refused.value), sql
+            cur.execute("SELECT count(*) FROM dlq_history WHERE outcome = 'rewritten'")
+            assert cur.fetchone()[0] == 0
+            cur.execute("SELECT count(*) FROM dlq_history")
+            assert cur.fetchone()[0] == before + 1
+    finally:
+        conn.close()
