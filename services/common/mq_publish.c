@@ -428,3 +428,26 @@ int mq_publish_one(mq_conn_t *c, const mq_message_t *m, int timeout_ms, err_t *e
                        m->message_id ? m->message_id : "");
     }
 }
+
+json_t *mq_headers_flat(const json_t *headers)
+{
+    json_t *h = json_object();
+    const char *key;
+    json_t *value;
+    if (h == NULL || !json_is_object(headers))
+        return h;
+    json_object_foreach((json_t *)headers, key, value)
+    {
+        if (json_is_object(value) || json_is_array(value)) {
+            char *text = json_dumps(value, JSON_COMPACT);
+            char name[128];
+            snprintf(name, sizeof(name), "x-petstore-previous-%s", key);
+            if (text != NULL)
+                json_object_set_new(h, name, json_string(text));
+            free(text);
+        } else {
+            json_object_set(h, key, value);
+        }
+    }
+    return h;
+}

@@ -82,4 +82,10 @@ int mq_publish_batch(mq_conn_t *c, const mq_message_t *msgs, size_t n, int *stat
 int mq_publish_one(mq_conn_t *c, const mq_message_t *m, int timeout_ms,
                    err_t *e) PETSTORE_NODISCARD;
 
+/* A consumed message's headers made publishable again (new reference; NULL only when out of
+ * memory): every nested value (the broker's x-death table from an earlier dead-lettering, say)
+ * is folded into a JSON string under the key "x-petstore-previous-<key>", everything else is
+ * kept as it is. */
+json_t *mq_headers_flat(const json_t *headers);
+
 #endif

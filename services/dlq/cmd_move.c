@@ -45,21 +45,7 @@ static int build(void *arg, const dlq_run_t *r, const dlq_msg_t *m, mq_message_t
     json_object_set_new(h, "x-petstore-sender-verified", json_boolean(m->refusal[0] == '\0'));
     json_object_set_new(h, "x-petstore-moved-from", json_string(mv->from));
     json_object_set_new(h, "x-petstore-moved-at", json_string(mv->at));
-    const mq_delivery_t *d = m->d;
-    *out = (mq_message_t){
-        .exchange = "",
-        .routing_key = mv->to,
-        .message_id = d->message_id,
-        .correlation_id = d->correlation_id,
-        .type = d->type,
-        .app_id = d->app_id,
-        .user_id = mv->login,
-        .content_type = d->content_type,
-        .timestamp = d->timestamp,
-        .headers = h,
-        .body = d->body,
-        .body_len = d->body_len,
-    };
+    *out = dlq_copy(m, "", mv->to, mv->login, h);
     *headers = h;
     return 0;
 }
@@ -82,18 +68,7 @@ int dlq_cmd_move(dlq_ctx_t *c, dlq_args_t *a)
     move_t mv = {.to = a->to, .from = r.queue};
     dlq_format_time(time(NULL), mv.at, sizeof(mv.at));
     int64_t started = dlq_now_ms();
-    {
-        /* A run that is killed still leaves a trace of who started what. */
-        json_t *sel = dlq_sel_json(&a->sel);
-        if (a->to)
-            json_object_set_new(sel, "to", json_string(a->to));
-        json_t *counts = json_pack("{s:I}", "selected", (json_int_t)r.n_selected);
-        err_t he;
-        if (dlq_history_add(c, "move", r.queue, sel, "started", counts, r.id, NULL, &he) != 0)
-            fprintf(stderr, "dlq: could not record this in the history: %s\n", he.msg);
-        json_decref(sel);
-        json_decref(counts);
-    }
+    dlq_history_started(c, a, &r);
     dlq_tally_t t = {.selected = r.n_selected};
     mq_conn_t *pub = NULL;
     err_t e;

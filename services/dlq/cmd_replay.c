@@ -48,21 +48,7 @@ static int build(void *arg, const dlq_run_t *r, const dlq_msg_t *m, mq_message_t
     json_object_set_new(h, "x-petstore-replayed-at", json_string(rp->at));
     json_object_set_new(h, "x-petstore-replay-run", json_string(r->id));
     json_object_set_new(h, MSG_REPLAY_FOR_HEADER, json_string(m->producer));
-    const mq_delivery_t *d = m->d;
-    *out = (mq_message_t){
-        .exchange = exchange,
-        .routing_key = key,
-        .message_id = d->message_id,
-        .correlation_id = d->correlation_id,
-        .type = d->type,
-        .app_id = d->app_id,
-        .user_id = rp->login,
-        .content_type = d->content_type,
-        .timestamp = d->timestamp,
-        .headers = h,
-        .body = d->body,
-        .body_len = d->body_len,
-    };
+    *out = dlq_copy(m, exchange, key, rp->login, h);
     *headers = h;
     return 0;
 }
@@ -147,18 +133,7 @@ int dlq_cmd_replay(dlq_ctx_t *c, dlq_args_t *a)
         return status;
     }
     int64_t started = dlq_now_ms();
-    {
-        /* A run that is killed still leaves a trace of who started what. */
-        json_t *sel = dlq_sel_json(&a->sel);
-        if (a->to)
-            json_object_set_new(sel, "to", json_string(a->to));
-        json_t *counts = json_pack("{s:I}", "selected", (json_int_t)r.n_selected);
-        err_t he;
-        if (dlq_history_add(c, "replay", r.queue, sel, "started", counts, r.id, NULL, &he) != 0)
-            fprintf(stderr, "dlq: could not record this in the history: %s\n", he.msg);
-        json_decref(sel);
-        json_decref(counts);
-    }
+    dlq_history_started(c, a, &r);
     dlq_tally_t t = {.selected = r.n_selected, .canary = a->canary > 0 ? "none" : NULL};
     dlq_format_time(time(NULL), rp.at, sizeof(rp.at));
 

@@ -208,6 +208,13 @@ int dlq_finish(struct dlq_ctx *c, dlq_args_t *a, dlq_run_t *r, const char *verb,
 /* A copy of d's headers for publishing again: nested values (x-death) folded into
  * x-petstore-previous-* strings, x-delivery-count dropped (new reference). */
 json_t *dlq_republish_headers(const mq_delivery_t *d);
+/* The message to publish for a copy of m: every property of the original, user_id login,
+ * headers (borrowed). */
+mq_message_t dlq_copy(const dlq_msg_t *m, const char *exchange, const char *routing_key,
+                      const char *login, const json_t *headers);
+/* Records that a run that may be long (replay, move) starts, so that even a killed one leaves a
+ * trace of who started what. */
+void dlq_history_started(struct dlq_ctx *c, const dlq_args_t *a, const dlq_run_t *r);
 
 /* ---- store.c: the tool's database ---------------------------------------------------------- */
 

@@ -51,25 +51,43 @@ void dlq_run_close(dlq_run_t *r)
 
 json_t *dlq_republish_headers(const mq_delivery_t *d)
 {
-    json_t *h = json_object();
-    const char *key;
-    json_t *value;
-    json_object_foreach(d->headers, key, value)
-    {
-        if (strcmp(key, "x-delivery-count") == 0)
-            continue; /* the queue's count of this copy's deliveries, not the new one's */
-        if (json_is_object(value) || json_is_array(value)) {
-            char *text = json_dumps(value, JSON_COMPACT);
-            char name[128];
-            snprintf(name, sizeof(name), "x-petstore-previous-%s", key);
-            if (text != NULL)
-                json_object_set_new(h, name, json_string(text));
-            free(text);
-        } else {
-            json_object_set(h, key, value);
-        }
-    }
+    json_t *h = mq_headers_flat(d->headers);
+    /* The queue's count of that copy's deliveries, not the new one's. */
+    json_object_del(h, "x-delivery-count");
     return h;
+}
+
+mq_message_t dlq_copy(const dlq_msg_t *m, const char *exchange, const char *routing_key,
+                      const char *login, const json_t *headers)
+{
+    const mq_delivery_t *d = m->d;
+    return (mq_message_t){
+        .exchange = exchange,
+        .routing_key = routing_key,
+        .message_id = d->message_id,
+        .correlation_id = d->correlation_id,
+        .type = d->type,
+        .app_id = d->app_id,
+        .user_id = login,
+        .content_type = d->content_type,
+        .timestamp = d->timestamp,
+        .headers = headers,
+        .body = d->body,
+        .body_len = d->body_len,
+    };
+}
+
+void dlq_history_started(dlq_ctx_t *c, const dlq_args_t *a, const dlq_run_t *r)
+{
+    json_t *sel = dlq_sel_json(&a->sel);
+    if (a->to)
+        json_object_set_new(sel, "to", json_string(a->to));
+    json_t *counts = json_pack("{s:I}", "selected", (json_int_t)r->n_selected);
+    err_t e;
+    if (dlq_history_add(c, a->verb, r->queue, sel, "started", counts, r->id, NULL, &e) != 0)
+        fprintf(stderr, "dlq: could not record this in the history: %s\n", e.msg);
+    json_decref(sel);
+    json_decref(counts);
 }
 
 int dlq_send(dlq_ctx_t *c, dlq_run_t *r, mq_conn_t *pub, size_t from, size_t to, double rate,

@@ -486,31 +486,6 @@ static int run_until_settled(consumer_t *c, item_t *items, size_t n, counts_t *t
     return 0;
 }
 
-/* The delivery's headers with nested values (x-death tables from an earlier dead-lettering)
- * folded into JSON strings, since published headers are flat. New reference. */
-static json_t *flat_headers(const json_t *headers)
-{
-    json_t *h = json_object();
-    const char *key;
-    json_t *value;
-    if (h == NULL || !json_is_object(headers))
-        return h;
-    json_object_foreach((json_t *)headers, key, value)
-    {
-        if (json_is_object(value) || json_is_array(value)) {
-            char *text = json_dumps(value, JSON_COMPACT);
-            char name[128];
-            snprintf(name, sizeof(name), "x-petstore-previous-%s", key);
-            if (text != NULL)
-                json_object_set_new(h, name, json_string(text));
-            free(text);
-        } else {
-            json_object_set(h, key, value);
-        }
-    }
-    return h;
-}
-
 /* Registers (or finds) the petstore_dead_lettered_total series of queue and class. */
 static metrics_counter_t *register_dead_lettered(const consumer_t *c, const char *failure_class)
 {
@@ -528,7 +503,7 @@ static json_t *dead_letter_headers(const consumer_t *c, const item_t *it, int le
                                    const char *failed_at)
 {
     const mq_delivery_t *d = it->d;
-    json_t *flat = flat_headers(d->headers);
+    json_t *flat = mq_headers_flat(d->headers);
     json_t *h = flat;
     if (flat != NULL && level > 0) {
         h = json_object();
