@@ -70,14 +70,10 @@ int dlq_cmd_move(dlq_ctx_t *c, dlq_args_t *a)
     int64_t started = dlq_now_ms();
     dlq_history_started(c, a, &r);
     dlq_tally_t t = {.selected = r.n_selected};
-    mq_conn_t *pub = NULL;
     err_t e;
     err_clear(&e);
-    mq_opts_t o = {.connection_name = "dlq move"};
-    if (mq_open(c->amqp_url, &o, &pub, &e) != 0 || mq_confirm_select(pub, &e) != 0) {
-        dlq_connect_failed(&e);
-        status = dlq_fail("connecting to publish", &e);
-        mq_close(pub);
+    mq_conn_t *pub = dlq_publisher(c, "dlq move", &status);
+    if (pub == NULL) {
         dlq_run_close(&r);
         return status;
     }

@@ -137,14 +137,10 @@ int dlq_cmd_replay(dlq_ctx_t *c, dlq_args_t *a)
     dlq_tally_t t = {.selected = r.n_selected, .canary = a->canary > 0 ? "none" : NULL};
     dlq_format_time(time(NULL), rp.at, sizeof(rp.at));
 
-    mq_conn_t *pub = NULL;
     err_t e;
     err_clear(&e);
-    mq_opts_t o = {.connection_name = "dlq replay"};
-    if (mq_open(c->amqp_url, &o, &pub, &e) != 0 || mq_confirm_select(pub, &e) != 0) {
-        dlq_connect_failed(&e);
-        status = dlq_fail("connecting to publish", &e);
-        mq_close(pub);
+    mq_conn_t *pub = dlq_publisher(c, "dlq replay", &status);
+    if (pub == NULL) {
         dlq_run_close(&r);
         return status;
     }

@@ -212,6 +212,9 @@ json_t *dlq_republish_headers(const mq_delivery_t *d);
  * headers (borrowed). */
 mq_message_t dlq_copy(const dlq_msg_t *m, const char *exchange, const char *routing_key,
                       const char *login, const json_t *headers);
+/* A connection in confirm mode for publishing copies, or NULL after printing why (*status: the
+ * exit status). */
+mq_conn_t *dlq_publisher(struct dlq_ctx *c, const char *name, int *status);
 /* Records that a run that may be long (replay, move) starts, so that even a killed one leaves a
  * trace of who started what. */
 void dlq_history_started(struct dlq_ctx *c, const dlq_args_t *a, const dlq_run_t *r);

@@ -77,6 +77,21 @@ mq_message_t dlq_copy(const dlq_msg_t *m, const char *exchange, const char *rout
     };
 }
 
+mq_conn_t *dlq_publisher(dlq_ctx_t *c, const char *name, int *status)
+{
+    mq_conn_t *pub = NULL;
+    err_t e;
+    err_clear(&e);
+    mq_opts_t o = {.connection_name = name};
+    if (mq_open(c->amqp_url, &o, &pub, &e) != 0 || mq_confirm_select(pub, &e) != 0) {
+        dlq_connect_failed(&e);
+        *status = dlq_fail("connecting to publish", &e);
+        mq_close(pub);
+        return NULL;
+    }
+    return pub;
+}
+
 void dlq_history_started(dlq_ctx_t *c, const dlq_args_t *a, const dlq_run_t *r)
 {
     json_t *sel = dlq_sel_json(&a->sel);
