@@ -56,6 +56,9 @@ def assert_forged(dead, mid, consumer, sender):
     assert props.headers["x-petstore-actual-sender"] == sender
     assert props.headers[SENDER_HEADER] == sender
     assert props.user_id == consumer, "the dead letter carries the dead-lettering consumer's login"
+    # When, to the millisecond: the dead-letter tool compares it with when a group was resolved.
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z",
+                        props.headers["x-petstore-failed-at"]), props.headers
 
 
 def test_a_replay_by_the_dlq_user_speaking_for_the_producer_is_handled():

@@ -134,8 +134,9 @@ def cleanup(queue, ids):
 
 
 def failed_at_now():
-    """The consumer's x-petstore-failed-at format (svc_consumer.c: whole seconds, UTC)."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """The consumer's x-petstore-failed-at format (svc_consumer.c: UTC, milliseconds)."""
+    now = datetime.now(timezone.utc)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
 
 
 def dead_letter_properties(queue, type_, correlation_id=None, message_id=None, sender=None,
