@@ -1,8 +1,8 @@
 /* dlq groups [QUEUE]: dead letters grouped by fingerprint (failure class, error code, message
  * type, handler, original queue) with count, first and last seen, one sample error, and the
  * group's note. A group noted resolved that has a message dead-lettered after the resolution
- * (second resolution: the dead letters' times are whole seconds) is reopened: its note's status
- * goes back to open and the history says so. Changes nothing in the queues. */
+ * (both times to the millisecond) is reopened: its note's status goes back to open and the
+ * history says so. Changes nothing in the queues. */
 #include <stdio.h>
 #include <string.h>
 
@@ -28,16 +28,16 @@ static int collect(dlq_ctx_t *c, const char *queue, json_t *groups, err_t *e)
                           m->fingerprint, "queue", queue, "original_queue",
                           m->original_queue[0] ? m->original_queue : base, "class", m->klass,
                           "code", m->code, "type", m->type, "handler", m->handler, "count",
-                          (json_int_t)0, "first", (json_int_t)m->dead_at, "last",
+                          (json_int_t)0, "first", (json_int_t)m->dead_at_ms, "last",
                           (json_int_t)m->dead_at, "sample_error", error);
             json_object_set_new(groups, key, g);
         }
         json_object_set_new(g, "count",
                             json_integer(json_integer_value(json_object_get(g, "count")) + 1));
-        if ((json_int_t)m->dead_at < json_integer_value(json_object_get(g, "first")))
-            json_object_set_new(g, "first", json_integer((json_int_t)m->dead_at));
-        if ((json_int_t)m->dead_at > json_integer_value(json_object_get(g, "last")))
-            json_object_set_new(g, "last", json_integer((json_int_t)m->dead_at));
+        if ((json_int_t)m->dead_at_ms < json_integer_value(json_object_get(g, "first")))
+            json_object_set_new(g, "first", json_integer((json_int_t)m->dead_at_ms));
+        if ((json_int_t)m->dead_at_ms > json_integer_value(json_object_get(g, "last")))
+            json_object_set_new(g, "last", json_integer((json_int_t)m->dead_at_ms));
     }
     dlq_walk_close(&w);
     return rc;
@@ -85,10 +85,10 @@ int dlq_cmd_groups(dlq_ctx_t *c, dlq_args_t *a)
         const char *st = note ? json_string_value(json_object_get(note, "status")) : "open";
         const char *resolved_at =
             note ? json_string_value(json_object_get(note, "resolved_at")) : NULL;
-        time_t resolved = 0, now = time(NULL);
+        int64_t resolved = 0;
         err_t te;
         if (note && strcmp(st, "resolved") == 0 && resolved_at &&
-            dlq_parse_time(resolved_at, now, &resolved, &te) == 0 &&
+            dlq_parse_time_ms(resolved_at, 0, &resolved, &te) == 0 &&
             json_integer_value(json_object_get(g, "last")) > (json_int_t)resolved) {
             st = "open";
             json_t *sel = json_pack("{s:s}", "group", fp);
@@ -101,9 +101,10 @@ int dlq_cmd_groups(dlq_ctx_t *c, dlq_args_t *a)
             json_decref(sel);
         }
         char first[32], last[32];
-        dlq_format_time((time_t)json_integer_value(json_object_get(g, "first")), first,
+        dlq_format_time((time_t)(json_integer_value(json_object_get(g, "first")) / 1000), first,
                         sizeof(first));
-        dlq_format_time((time_t)json_integer_value(json_object_get(g, "last")), last, sizeof(last));
+        dlq_format_time((time_t)(json_integer_value(json_object_get(g, "last")) / 1000), last,
+                        sizeof(last));
         json_t *item = json_deep_copy(g);
         json_object_del(item, "first");
         json_object_del(item, "last");

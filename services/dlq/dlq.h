@@ -79,6 +79,8 @@ int dlq_parse_duration_ms(const char *s, long long *out, err_t *e);
 /* RFC 3339 ("2026-12-05T01:00:00Z", fractions and +hh:mm offsets allowed) or a duration ago
  * relative to now -> seconds since the epoch. ERR_INVALID otherwise. */
 int dlq_parse_time(const char *s, time_t now, time_t *out, err_t *e);
+/* The same in milliseconds (a fraction's first three digits count). */
+int dlq_parse_time_ms(const char *s, int64_t now_ms, int64_t *out, err_t *e);
 /* Formats t as RFC 3339 UTC into out (>= 21 bytes). */
 void dlq_format_time(time_t t, char *out, size_t n);
 
@@ -95,6 +97,7 @@ typedef struct dlq_msg {
     const char *producer;               /* who may produce type (NULL: unknown type) */
     long attempts, replay_count;
     time_t dead_at, first_death;
+    int64_t dead_at_ms; /* dead_at to the millisecond, when the dead letter says so */
     char trace_id[33];
     char fingerprint[17];
     char refusal[200]; /* why it cannot be replayed; "" when it can */

@@ -121,6 +121,7 @@ void dlq_msg_parse(dlq_msg_t *m, const char *dlq_queue)
     m->producer = msg_type_from_name(m->type, &t) == 0 ? msg_type_producer(t) : NULL;
     m->replay_count = hint(h, "x-petstore-replay-count", 0);
     m->refusal[0] = '\0';
+    m->dead_at = 0;
     const char *user = d->user_id ? d->user_id : "";
     char base[256];
     dlq_base_queue(dlq_queue, base, sizeof(base));
@@ -167,6 +168,12 @@ void dlq_msg_parse(dlq_msg_t *m, const char *dlq_queue)
         m->original_queue = "";
     if (m->dead_at == 0)
         m->dead_at = (time_t)d->timestamp;
+    int64_t ms;
+    err_t ignore;
+    const char *failed_at = json_string_value(json_object_get(h, "x-petstore-failed-at"));
+    m->dead_at_ms = failed_at && dlq_parse_time_ms(failed_at, 0, &ms, &ignore) == 0 && ms > 0
+                        ? ms
+                        : (int64_t)m->dead_at * 1000;
     m->first_death = htime(h, "x-petstore-first-failed-at");
     size_t i;
     const json_t *death;

@@ -135,10 +135,19 @@ static long long days_from_civil(long long y, unsigned m, unsigned d)
 
 int dlq_parse_time(const char *s, time_t now, time_t *out, err_t *e)
 {
+    int64_t ms;
+    if (dlq_parse_time_ms(s, (int64_t)now * 1000, &ms, e) != 0)
+        return e->code;
+    *out = (time_t)(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
+    return 0;
+}
+
+int dlq_parse_time_ms(const char *s, int64_t now_ms, int64_t *out, err_t *e)
+{
     long long ms;
     err_t ignore;
     if (s != NULL && dlq_parse_duration_ms(s, &ms, &ignore) == 0) {
-        *out = now - (time_t)(ms / 1000);
+        *out = now_ms - ms;
         return 0;
     }
     int y, mo, d, h, mi, sec, n = 0;
@@ -149,10 +158,17 @@ int dlq_parse_time(const char *s, time_t now, time_t *out, err_t *e)
                        "duration ago (30m, 2h, 1d)",
                        s ? s : "");
     const char *p = s + n;
-    if (*p == '.') {
+    long millis = 0;
+    if (*p == '.') { /* a fraction: its first three digits, as milliseconds */
         p++;
-        while (isdigit((unsigned char)*p))
-            p++;
+        int digits = 0;
+        for (; isdigit((unsigned char)*p); p++, digits++)
+            if (digits < 3)
+                millis = millis * 10 + (*p - '0');
+        if (digits == 0)
+            return err_set(e, ERR_INVALID, "\"%s\": no digits after the decimal point", s);
+        for (; digits < 3; digits++)
+            millis *= 10;
     }
     long offset = 0;
     if (*p == 'Z' || *p == 'z') {
@@ -170,7 +186,7 @@ int dlq_parse_time(const char *s, time_t now, time_t *out, err_t *e)
         return err_set(e, ERR_INVALID, "\"%s\": unexpected text after the time", s);
     long long t = days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400LL + h * 3600LL + mi * 60LL +
                   sec - offset;
-    *out = (time_t)t;
+    *out = (int64_t)t * 1000 + millis;
     return 0;
 }
 

@@ -50,7 +50,7 @@ static const db_stmt_t notes_all = {
     .name = "dlq_notes_all",
     .sql = "SELECT fingerprint, status, note, updated_by,"
            "       to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
-           "       to_char(resolved_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+           "       to_char(resolved_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
            "  FROM dlq_notes",
     .nparams = 0,
 };

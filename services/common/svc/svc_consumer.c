@@ -602,11 +602,14 @@ static int dead_letter(consumer_t *c, item_t *items, size_t n, size_t *published
     json_t **headers = calloc(count, sizeof(*headers));
     int *status = calloc(count, sizeof(*status));
     item_t **of = calloc(count, sizeof(*of));
-    char failed_at[32];
-    time_t now = time(NULL);
+    /* When, to the millisecond (the dead-letter tool orders dead letters and notes by it). */
+    char failed_at[48], seconds[32];
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
     struct tm tm;
-    gmtime_r(&now, &tm);
-    strftime(failed_at, sizeof(failed_at), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    gmtime_r(&now.tv_sec, &tm);
+    strftime(seconds, sizeof(seconds), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(failed_at, sizeof(failed_at), "%s.%03ldZ", seconds, now.tv_nsec / 1000000L);
     if (msgs == NULL || headers == NULL || status == NULL || of == NULL) {
         rc = err_set(e, ERR_NOMEM, "out of memory dead-lettering");
         goto out;

@@ -45,6 +45,14 @@ static void times(void **state)
     assert_non_null(strstr(e.msg, "zone"));
     assert_int_equal(dlq_parse_time("2026-13-05T01:00:00Z", 0, &t, &e), ERR_INVALID);
     assert_int_equal(dlq_parse_time("yesterday", 0, &t, &e), ERR_INVALID);
+    int64_t ms;
+    assert_int_equal(dlq_parse_time_ms("2026-12-05T01:00:00.25Z", 0, &ms, &e), 0);
+    assert_int_equal((long long)ms, 1796432400250LL);
+    assert_int_equal(dlq_parse_time_ms("2026-12-05T01:00:00.123456Z", 0, &ms, &e), 0);
+    assert_int_equal((long long)ms, 1796432400123LL);
+    assert_int_equal(dlq_parse_time_ms("2026-12-05T01:00:00.Z", 0, &ms, &e), ERR_INVALID);
+    assert_int_equal(dlq_parse_time("2026-12-05T01:00:00.999Z", 0, &t, &e), 0);
+    assert_int_equal((long long)t, 1796432400LL);
     char out[32];
     dlq_format_time(1796432400, out, sizeof(out));
     assert_string_equal(out, "2026-12-05T01:00:00Z");
@@ -140,6 +148,7 @@ static void a_consumers_dead_letter(void **state)
     assert_string_equal(m.producer, "payment");
     assert_int_equal(m.attempts, 5);
     assert_int_equal((long long)m.dead_at, 1796432400LL);
+    assert_int_equal((long long)m.dead_at_ms, 1796432400000LL);
     assert_int_equal((long long)m.first_death, 1796432400LL);
     assert_string_equal(m.trace_id, "0af7651916cd43dd8448eb211c80319c");
     assert_string_equal(m.refusal, "");
