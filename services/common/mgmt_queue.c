@@ -7,7 +7,8 @@
  * `effective_policy_definition`). When both give one, the value the broker uses is decided as
  * RabbitMQ 3.10.8 (the version this project runs) does in rabbit_quorum_queue.erl
  * (ra_machine_config/1 and dead_letter_handler/2, read from the installed broker):
- *   - dead-letter-exchange, dead-letter-strategy: the queue argument wins;
+ *   - dead-letter-exchange, dead-letter-routing-key, dead-letter-strategy: the queue argument
+ *     wins;
  *   - delivery-limit: the smaller of the two wins;
  *   - overflow: the policy wins.
  * Defaults when neither gives one: no dead-letter exchange, no delivery limit (3.10 redelivers
@@ -198,6 +199,12 @@ size_t mgmt_queue_check(const json_t *queue, mgmt_queue_problem_t out[MGMT_QUEUE
     check_string(q, "overflow", POLICY_WINS, "reject-publish",
                  ": the default drop-head turns at-least-once dead-lettering into at-most-once",
                  " (at-least-once dead-lettering needs it)", out, &count);
+    /* RabbitMQ's own dead letters (the delivery limit) leave with this key, and the .dlq twin
+     * of queue X is bound to the dead-letter exchange with key X. */
+    const char *name = json_string_value(json_object_get(q, "name"));
+    check_string(q, "dead-letter-routing-key", ARG_WINS, name ? name : "the queue's name",
+                 ": RabbitMQ's own dead letters would keep their routing key and reach no .dlq",
+                 " (the key the queue's .dlq is bound with)", out, &count);
     json_decref(empty);
     return count;
 }

@@ -13,12 +13,13 @@
 #include <jansson.h>
 #include <stddef.h>
 
-/* There are five settings, so at most five problems. */
-#define MGMT_QUEUE_MAX_PROBLEMS 5
+/* There are six settings, so at most six problems. */
+#define MGMT_QUEUE_MAX_PROBLEMS 6
 
 typedef struct mgmt_queue_problem {
     /* The setting, as the policy key an operator would set (static string): "x-queue-type",
-     * "dead-letter-exchange", "delivery-limit", "dead-letter-strategy" or "overflow". */
+     * "dead-letter-exchange", "delivery-limit", "dead-letter-strategy", "overflow" or
+     * "dead-letter-routing-key". */
     const char *setting;
     /* What was found, where it came from and what is needed, e.g. `not set (no
      * x-delivery-limit argument, none in policy "p")`. */

@@ -11,6 +11,10 @@
 
 #include "mgmt_queue.h"
 
+/* Whether queue() gives the queue its dead-letter routing key as an argument, as the cases
+ * about the other settings want; the routing key's own case turns it off. */
+static int routing_key_argument = 1;
+
 /* A queue as the API shows it: args and policy are JSON texts (policy NULL: none applies). */
 static json_t *queue(const char *type, const char *args, const char *policy_name,
                      const char *policy)
@@ -22,6 +26,8 @@ static json_t *queue(const char *type, const char *args, const char *policy_name
         json_object_set_new(q, "type", json_string(type));
     json_t *a = json_loads(args, 0, &je);
     assert_non_null(a);
+    if (routing_key_argument && json_object_get(a, "x-dead-letter-routing-key") == NULL)
+        json_object_set_new(a, "x-dead-letter-routing-key", json_string("audit.events"));
     json_object_set_new(q, "arguments", a);
     json_object_set_new(q, "policy", policy_name ? json_string(policy_name) : json_null());
     json_object_set_new(q, "operator_policy", json_null());
@@ -90,7 +96,7 @@ static void test_a_queue_set_by_its_arguments_alone_is_fit(void **state)
     fit(queue("quorum",
               "{\"x-queue-type\":\"quorum\",\"x-dead-letter-exchange\":\"petstore.dlx\","
               "\"x-delivery-limit\":3,\"x-dead-letter-strategy\":\"at-least-once\","
-              "\"x-overflow\":\"reject-publish\"}",
+              "\"x-overflow\":\"reject-publish\",\"x-dead-letter-routing-key\":\"audit.events\"}",
               NULL, NULL));
 }
 
@@ -98,15 +104,18 @@ static void test_a_bare_classic_queue_has_every_problem_in_order(void **state)
 {
     (void)state;
     mgmt_queue_problem_t p[MGMT_QUEUE_MAX_PROBLEMS];
+    routing_key_argument = 0;
     size_t n = check(queue("classic", "{}", NULL, NULL), p);
-    assert_int_equal(n, 5);
+    routing_key_argument = 1;
+    assert_int_equal(n, 6);
     assert_string_equal(p[0].setting, "x-queue-type");
     assert_non_null(strstr(p[0].detail, "\"classic\""));
     assert_string_equal(p[1].setting, "dead-letter-exchange");
     assert_string_equal(p[2].setting, "delivery-limit");
     assert_string_equal(p[3].setting, "dead-letter-strategy");
     assert_string_equal(p[4].setting, "overflow");
-    for (size_t i = 1; i < 5; i++) {
+    assert_string_equal(p[5].setting, "dead-letter-routing-key");
+    for (size_t i = 1; i < 6; i++) {
         assert_non_null(strstr(p[i].detail, "not set"));
         assert_non_null(strstr(p[i].detail, "no policy"));
     }
@@ -201,13 +210,35 @@ static void test_an_operator_policy_is_named_where_it_applies(void **state)
     one_problem(q, "overflow", "operator policy \"ops-limits\"", NULL);
 }
 
+/* RabbitMQ's own dead letters (delivery limit) go to the dead-letter exchange with the queue's
+ * dead-letter routing key, and X.dlq is bound with key X: without it, or with another key, they
+ * find no queue and at-least-once dead-lettering keeps them stuck in the work queue. */
+static void test_the_dead_letter_routing_key_must_be_the_queues_name(void **state)
+{
+    (void)state;
+    routing_key_argument = 0;
+    one_problem(queue("quorum", "{\"x-queue-type\":\"quorum\"}", "p",
+                      "{\"dead-letter-exchange\":\"petstore.dlx\","
+                      "\"dead-letter-strategy\":\"at-least-once\",\"overflow\":\"reject-publish\","
+                      "\"delivery-limit\":5}"),
+                "dead-letter-routing-key", "not set", "policy \"p\"");
+    one_problem(queue("quorum", "{\"x-queue-type\":\"quorum\"}", "p",
+                      "{\"dead-letter-exchange\":\"petstore.dlx\","
+                      "\"dead-letter-routing-key\":\"saga.events\","
+                      "\"dead-letter-strategy\":\"at-least-once\",\"overflow\":\"reject-publish\","
+                      "\"delivery-limit\":5}"),
+                "dead-letter-routing-key", "\"saga.events\"", "\"audit.events\"");
+    fit(queue("quorum", "{\"x-queue-type\":\"quorum\"}", "p", FULL_POLICY));
+    routing_key_argument = 1;
+}
+
 static void test_something_that_is_not_a_queue_has_every_problem(void **state)
 {
     (void)state;
     mgmt_queue_problem_t p[MGMT_QUEUE_MAX_PROBLEMS];
-    assert_int_equal(mgmt_queue_check(NULL, p), 5);
+    assert_int_equal(mgmt_queue_check(NULL, p), 6);
     json_t *a = json_array();
-    assert_int_equal(mgmt_queue_check(a, p), 5);
+    assert_int_equal(mgmt_queue_check(a, p), 6);
     json_decref(a);
 }
 
@@ -243,6 +274,7 @@ int main(void)
         cmocka_unit_test(test_precedence_follows_rabbitmq),
         cmocka_unit_test(test_values_of_the_wrong_type_are_problems),
         cmocka_unit_test(test_an_operator_policy_is_named_where_it_applies),
+        cmocka_unit_test(test_the_dead_letter_routing_key_must_be_the_queues_name),
         cmocka_unit_test(test_something_that_is_not_a_queue_has_every_problem),
         cmocka_unit_test(test_problems_line_joins_and_truncates),
     };
