@@ -195,6 +195,7 @@ typedef struct relay {
     int max_attempts;
     int exit_after_publish; /* test hook: simulate a crash between publish and mark */
     int exit_after_mark;    /* test hook: simulate a crash between mark and commit */
+    int duplicates;         /* test hook: publish every confirmed row a second time */
     int isolate;            /* publish one row at a time: a channel closed on a batch */
     db_conn_t *db;          /* the supervisor's connections, borrowed for one step */
     mq_conn_t *mq;
@@ -496,6 +497,33 @@ static void fault_exit(const char *what, size_t rows)
     _exit(137);
 }
 
+/* The duplicate storm of the drills (PETSTORE_FAULT_RELAY_DUPLICATES=1): the rows the broker
+ * confirmed are published once more, same message id and all, as a relay that crashed between
+ * publish and mark would on its next cycle. The second publish's outcome is only logged: the
+ * first one decides how the rows are marked. */
+static void publish_again(relay_t *r, batch_t *b)
+{
+    size_t n = 0;
+    mq_message_t *msgs = calloc(b->n, sizeof(*msgs));
+    int *status = calloc(b->n, sizeof(*status));
+    if (msgs == NULL || status == NULL)
+        goto out;
+    for (size_t i = 0; i < b->n; i++)
+        if (b->status[i] == 0)
+            msgs[n++] = b->msgs[i];
+    if (n == 0)
+        goto out;
+    err_t pe;
+    err_clear(&pe);
+    int rc = mq_publish_batch(r->mq, msgs, n, status, r->confirm_timeout_ms, &pe);
+    log_warn(NULL, "relay.fault_injected",
+             json_pack("{s:s,s:i,s:s}", "fault", "every confirmed row published twice", "rows",
+                       (int)n, "error", rc == 0 ? "" : pe.msg));
+out:
+    free(msgs);
+    free(status);
+}
+
 /* One claim-publish-mark cycle. Returns the number of rows claimed (>= 0; batch_size when more
  * is known to be waiting) or a negative error; rows whose outcome is known are committed even
  * when publishing failed. */
@@ -542,6 +570,8 @@ static int relay_cycle(relay_t *r, err_t *e)
         r->isolate = 0;
         log_info(NULL, "relay.isolation_ended", json_pack("{s:i}", "rows", (int)b.n));
     }
+    if (r->duplicates && prc == 0)
+        publish_again(r, &b);
     if (r->exit_after_publish)
         fault_exit("exit after publish, before marking", b.n);
 
@@ -701,6 +731,7 @@ static void relay_init(relay_t *r, svc_t *svc)
     r->max_attempts = cfg_int(cfg, "RELAY_MAX_ATTEMPTS");
     r->exit_after_publish = env_flag("PETSTORE_FAULT_RELAY_EXIT_AFTER_PUBLISH");
     r->exit_after_mark = env_flag("PETSTORE_FAULT_RELAY_EXIT_AFTER_MARK");
+    r->duplicates = env_flag("PETSTORE_FAULT_RELAY_DUPLICATES");
     r->slot = -1;
     r->live = 1;
     r->m_published = metrics_counter("petstore_outbox_published_total",

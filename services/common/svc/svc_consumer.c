@@ -88,6 +88,9 @@
  * Test hooks (read once, when the consumer is created):
  *   PETSTORE_FAULT_HANDLER_FAIL_MESSAGE_ID=<uuid>  the handler of that message fails with
  *       ERR_INTERNAL every time (a message that keeps failing);
+ *   PETSTORE_FAULT_HANDLER_FAIL_TYPE=<type>  the handler of every message of that type (e.g.
+ *       payment.charged.v1) fails with ERR_INVALID, so each one is dead-lettered as poison of
+ *       class handler (a handler bug; the drill poison-and-handler-bug re-drives them);
  *   PETSTORE_FAULT_CONSUMER_EXIT_AFTER_COMMIT=1     the process logs consumer.fault_exit and
  *       ends with _exit(137) after a batch committed, before its dead letters and its ack;
  *   PETSTORE_FAULT_CONSUMER_EXIT_AFTER_DEAD_LETTER=1  likewise after the dead letters of a
@@ -169,6 +172,7 @@ typedef struct consumer {
     metrics_counter_t *m_dead_lettered[N_FAILURE_CLASSES]; /* by failure_classes[] */
     /* test hooks (see the top of this file) */
     const char *fault_fail_id;
+    const char *fault_fail_type;
     int fault_exit_after_commit;
     int fault_exit_after_dead_letter;
 } consumer_t;
@@ -352,6 +356,9 @@ static int run_batch(consumer_t *c, item_t *items, size_t n, counts_t *got, err_
         if (c->fault_fail_id != NULL && strcasecmp(it->env.message_id, c->fault_fail_id) == 0)
             rc = err_set(&he, ERR_INTERNAL,
                          "injected handler failure (PETSTORE_FAULT_HANDLER_FAIL_MESSAGE_ID)");
+        else if (c->fault_fail_type != NULL && strcmp(it->d->type, c->fault_fail_type) == 0)
+            rc = err_set(&he, ERR_INVALID,
+                         "injected handler bug (PETSTORE_FAULT_HANDLER_FAIL_TYPE)");
         else
             rc = route->fn(c->db, &m, svc_app(c->svc), &he);
         if (rc == ERR_INVALID) {
@@ -919,6 +926,8 @@ consumer_t *svc__consumer_new(svc_t *svc, const svc_consumer_def_t *def, int pre
     c->next_purge_s = mono_s();
     const char *fault = getenv("PETSTORE_FAULT_HANDLER_FAIL_MESSAGE_ID");
     c->fault_fail_id = fault != NULL && fault[0] != '\0' ? fault : NULL;
+    fault = getenv("PETSTORE_FAULT_HANDLER_FAIL_TYPE");
+    c->fault_fail_type = fault != NULL && fault[0] != '\0' ? fault : NULL;
     c->fault_exit_after_commit = env_flag("PETSTORE_FAULT_CONSUMER_EXIT_AFTER_COMMIT");
     c->fault_exit_after_dead_letter = env_flag("PETSTORE_FAULT_CONSUMER_EXIT_AFTER_DEAD_LETTER");
     c->ids = calloc((size_t)batch_max, sizeof(*c->ids));
