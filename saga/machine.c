@@ -10,7 +10,15 @@
  *     step's bound (max_confirm_tries, max_compensation_tries) parks the saga in NEEDS_OPERATOR
  *     instead: nothing is sent, the timer is cleared, and what the saga still waits for stays
  *     in pending (the compensations, or SAGA_PENDING_CONFIRM for the sale), so that the
- *     acknowledgement, if it ever comes, finishes the saga through an ordinary table row. */
+ *     acknowledgement, if it ever comes, finishes the saga through an ordinary table row.
+ * A row may send SEND_PENDING: the compensations still pending after the step (a compensation
+ * timing out, an operator's retry or resume). A row whose timer starts a step's first wait
+ * (T_RESERVE, T_PAY, T_CONFIRM, T_COMPENSATE) starts its attempts at 0: that is how an
+ * operator's input re-arms a step in place; every other row that keeps the status keeps them.
+ * need_pending guards a row (one of its bits must be pending) and clear_pending says which bits
+ * the step clears; for the acknowledgements they are the same bits (ROW), the operator's rows
+ * of NEEDS_OPERATOR tell a parked confirmation from parked compensations by need_pending alone
+ * (OROW). Rows of one state and input are tried in order; the first whose guard holds wins. */
 #include "machine.h"
 
 #include <stddef.h>
@@ -34,14 +42,18 @@ typedef enum reason_rule {
     R_TIMEOUT,
 } reason_rule_t;
 
+/* A command bit no SAGA_CMD_* uses: "the compensations still pending after the step". */
+#define SEND_PENDING (1u << 31)
+
 typedef struct row {
     saga_status_t from;
     saga_event_t event;
     saga_status_t to;
     unsigned send;
     unsigned set_pending;
-    /* The row applies only if one of these bits is pending; it clears them. */
+    /* The row applies only if one of these bits is pending (0: always). */
     unsigned need_pending;
+    unsigned clear_pending; /* bits the step clears */
     reason_rule_t reason;
     timer_rule_t timer;
     const char *why;
@@ -49,7 +61,14 @@ typedef struct row {
 
 #define ROW(from, ev, to, send, setp, needp, reason, timer, why)                                   \
     {                                                                                              \
-        SAGA_##from, SAGA_EV_##ev, SAGA_##to, send, setp, needp, reason, timer, why                \
+        SAGA_##from, SAGA_EV_##ev, SAGA_##to, send, setp, needp, needp, reason, timer, why         \
+    }
+
+/* An operator's row: guard and cleared bits apart. */
+#define OROW(from, ev, to, send, setp, needp, clearp, reason, timer, why)                          \
+    {                                                                                              \
+        SAGA_##from, SAGA_EV_OPERATOR_##ev, SAGA_##to, send, setp, needp, clearp, reason, timer,   \
+            why                                                                                    \
     }
 
 static const row_t table[] = {
@@ -86,7 +105,7 @@ static const row_t table[] = {
         "pets released"),
     ROW(COMPENSATING, REFUNDED, COMPENSATING, 0, 0, SAGA_PENDING_REFUND, R_KEEP, T_KEEP,
         "payment refunded or voided"),
-    ROW(COMPENSATING, TIMEOUT, COMPENSATING, 0, 0, 0, R_KEEP, T_RETRY,
+    ROW(COMPENSATING, TIMEOUT, COMPENSATING, SEND_PENDING, 0, 0, R_KEEP, T_RETRY,
         "compensation timed out: send what is still pending again"),
 
     ROW(NEEDS_OPERATOR, RELEASED, NEEDS_OPERATOR, 0, 0, SAGA_PENDING_RELEASE, R_KEEP, T_KEEP,
@@ -95,6 +114,31 @@ static const row_t table[] = {
         "payment refunded or voided after the saga was parked"),
     ROW(NEEDS_OPERATOR, SALE_CONFIRMED, COMPLETED, 0, 0, SAGA_PENDING_CONFIRM, R_KEEP, T_CLEAR,
         "sale confirmed after the saga was parked"),
+
+    OROW(RESERVING, RETRY, RESERVING, SAGA_CMD_RESERVE, 0, 0, 0, R_KEEP, T_RESERVE,
+         "operator retry: reserve again"),
+    OROW(PAYING, RETRY, PAYING, SAGA_CMD_CHARGE, 0, 0, 0, R_KEEP, T_PAY,
+         "operator retry: charge again"),
+    OROW(CONFIRMING, RETRY, CONFIRMING, SAGA_CMD_CONFIRM, 0, 0, 0, R_KEEP, T_CONFIRM,
+         "operator retry: confirm again"),
+    OROW(COMPENSATING, RETRY, COMPENSATING, SEND_PENDING, 0, 0, 0, R_KEEP, T_COMPENSATE,
+         "operator retry: send what is still pending again"),
+
+    OROW(RESERVING, COMPENSATE, COMPENSATING, SAGA_CMD_RELEASE, SAGA_PENDING_RELEASE, 0, 0,
+         R_TIMEOUT, T_COMPENSATE, "operator compensate: release whatever may have been reserved"),
+    OROW(PAYING, COMPENSATE, COMPENSATING, SAGA_CMD_REFUND_OR_VOID | SAGA_CMD_RELEASE,
+         SAGA_PENDING_REFUND | SAGA_PENDING_RELEASE, 0, 0, R_TIMEOUT, T_COMPENSATE,
+         "operator compensate: refund or void, release"),
+    OROW(NEEDS_OPERATOR, COMPENSATE, COMPENSATING, SAGA_CMD_REFUND_OR_VOID | SAGA_CMD_RELEASE,
+         SAGA_PENDING_REFUND | SAGA_PENDING_RELEASE, SAGA_PENDING_CONFIRM, SAGA_PENDING_CONFIRM,
+         R_TIMEOUT, T_COMPENSATE,
+         "operator compensate: the sale was never confirmed; refund or void, release"),
+
+    OROW(NEEDS_OPERATOR, RESUME, CONFIRMING, SAGA_CMD_CONFIRM, 0, SAGA_PENDING_CONFIRM,
+         SAGA_PENDING_CONFIRM, R_KEEP, T_CONFIRM, "operator resume: confirm the sale again"),
+    OROW(NEEDS_OPERATOR, RESUME, COMPENSATING, SEND_PENDING, 0,
+         SAGA_PENDING_RELEASE | SAGA_PENDING_REFUND, 0, R_KEEP, T_COMPENSATE,
+         "operator resume: send the pending compensations again"),
 };
 
 /* The machine's spelling of the order's vocabulary keeps the table's values, so a status or
@@ -110,8 +154,9 @@ _Static_assert((int)SAGA_REASON_NONE == (int)ORDER_REASON_NONE, "no reason is no
 _Static_assert((int)SAGA_REASON_COUNT == (int)ORDER_REASON_COUNT, "one reason list");
 
 static const char *const event_names[SAGA_EVENT_COUNT] = {
-    "placed",         "reserved", "rejected", "charged", "declined",
-    "sale_confirmed", "released", "refunded", "cancel",  "timeout",
+    "placed",          "reserved", "rejected", "charged", "declined",       "sale_confirmed",
+    "released",        "refunded", "cancel",   "timeout", "operator_retry", "operator_compensate",
+    "operator_resume",
 };
 
 void saga_limits_default(saga_limits_t *out)
@@ -161,10 +206,16 @@ static const row_t *find_row(const saga_state_t *cur, saga_event_t ev)
         if (r->from != cur->status || r->event != ev)
             continue;
         if (r->need_pending != 0 && (cur->pending & r->need_pending) == 0)
-            return NULL; /* an acknowledgement we are not (or no longer) waiting for */
+            continue; /* e.g. an acknowledgement we are not (or no longer) waiting for */
         return r;
     }
     return NULL;
+}
+
+/* Whether a row's timer starts the first wait of a step (rather than keep, clear or back off). */
+static int fresh_wait(timer_rule_t t)
+{
+    return t == T_RESERVE || t == T_PAY || t == T_CONFIRM || t == T_COMPENSATE;
 }
 
 /* The step's base delay doubled per attempt, capped; computed without overflow. */
@@ -234,7 +285,7 @@ void saga_step(const saga_state_t *cur, const saga_input_t *in, const saga_limit
 
     saga_state_t next = *cur;
     next.status = r->to;
-    next.pending = (cur->pending | r->set_pending) & ~r->need_pending;
+    next.pending = (cur->pending | r->set_pending) & ~r->clear_pending;
     switch (r->reason) {
     case R_KEEP:
         break;
@@ -251,8 +302,9 @@ void saga_step(const saga_state_t *cur, const saga_input_t *in, const saga_limit
         next.reason = SAGA_REASON_TIMEOUT;
         break;
     }
-    next.attempts =
-        r->timer == T_RETRY ? cur->attempts + 1 : (r->to != cur->status ? 0 : cur->attempts);
+    next.attempts = r->timer == T_RETRY                            ? cur->attempts + 1
+                    : r->to != cur->status || fresh_wait(r->timer) ? 0
+                                                                   : cur->attempts;
 
     unsigned send = r->send;
     timer_rule_t timer = r->timer;
@@ -268,8 +320,8 @@ void saga_step(const saga_state_t *cur, const saga_input_t *in, const saga_limit
         } else {
             out->why = "compensation kept failing: an operator must act";
         }
-    } else if (cur->status == SAGA_COMPENSATING && in->event == SAGA_EV_TIMEOUT) {
-        send = pending_commands(next.pending);
+    } else if (send & SEND_PENDING) {
+        send = (send & ~SEND_PENDING) | pending_commands(next.pending);
     }
     if ((next.status == SAGA_COMPENSATING || next.status == SAGA_NEEDS_OPERATOR) &&
         next.pending == 0) {

@@ -16,6 +16,24 @@
  *   CONFIRMING --timeout x max_confirm_tries--> NEEDS_OPERATOR (the sale is never confirmed)
  *   COMPENSATING --timeout x max_compensation_tries--> NEEDS_OPERATOR (compensations keep failing)
  *
+ * An operator's inputs (the saga tool's write verbs) go through the same table, so the tool and
+ * the orchestrator cannot disagree about what a step means. Each arms the step's timer afresh
+ * (its first timeout, attempts back to 0, a parked timer unparked):
+ *   RESERVING|PAYING|CONFIRMING --operator_retry--> same (reserve | charge | confirm again)
+ *   COMPENSATING --operator_retry--> COMPENSATING (the compensations still pending, again)
+ *   RESERVING --operator_compensate--> COMPENSATING (release), reason TIMEOUT
+ *   PAYING --operator_compensate--> COMPENSATING (refund-or-void, release), reason TIMEOUT
+ *   NEEDS_OPERATOR (parked confirming) --operator_compensate--> COMPENSATING (refund-or-void,
+ *       release), reason TIMEOUT
+ *   NEEDS_OPERATOR (parked compensating) --operator_resume--> COMPENSATING (what is pending)
+ *   NEEDS_OPERATOR (parked confirming) --operator_resume--> CONFIRMING (confirm again)
+ * A compensation an operator forces gets the reason TIMEOUT: the clients' vocabulary of reasons
+ * (order_status.def) has no "operator", and to the customer the order did not go through in
+ * time; the step log (its why names the operator's action) and the tool's audit rows
+ * (saga_operator_actions) say who decided and why. Everything else an operator asks is ignored
+ * like any input that does not apply, and the tool reports the machine's why. A saga resumed
+ * that keeps failing parks again after the same bounds.
+ *
  * COMPENSATING waits until every outstanding compensation has been acknowledged (the "pending"
  * bit set) before it reports CANCELLED, so a client that sees CANCELLED can rely on the pets
  * being available again and any charge being refunded. A saga parked in NEEDS_OPERATOR still
@@ -68,6 +86,10 @@ typedef enum saga_event {
     SAGA_EV_REFUNDED,       /* payment.refunded or payment.voided */
     SAGA_EV_CANCEL,         /* order.cancel_requested */
     SAGA_EV_TIMEOUT,        /* the saga's timer fired */
+    /* An operator's decision, applied by the saga tool (petstore-saga) through saga_apply. */
+    SAGA_EV_OPERATOR_RETRY,      /* retry: send the current step's command again */
+    SAGA_EV_OPERATOR_COMPENSATE, /* compensate: give up on the order and undo it */
+    SAGA_EV_OPERATOR_RESUME,     /* resume: take a parked saga up where it stopped */
     SAGA_EVENT_COUNT
 } saga_event_t;
 

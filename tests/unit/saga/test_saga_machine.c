@@ -39,19 +39,21 @@ static saga_output_t step(saga_state_t *s, saga_event_t ev, saga_reason_t reason
  * entered with every compensation pending. */
 static const int expected[SAGA_STATUS_COUNT][SAGA_EVENT_COUNT] = {
     /*                 PLACED  RESERVED  REJECTED  CHARGED  DECLINED  SALE_CONF  RELEASED  REFUNDED
-       CANCEL  TIMEOUT */
-    [SAGA_PENDING] = {SAGA_RESERVING, -1, -1, -1, -1, -1, -1, -1, SAGA_CANCELLED, -1},
+       CANCEL  TIMEOUT  OPERATOR_RETRY  OPERATOR_COMPENSATE  OPERATOR_RESUME */
+    [SAGA_PENDING] = {SAGA_RESERVING, -1, -1, -1, -1, -1, -1, -1, SAGA_CANCELLED, -1, -1, -1, -1},
     [SAGA_RESERVING] = {-1, SAGA_PAYING, SAGA_CANCELLED, -1, -1, -1, -1, -1, SAGA_COMPENSATING,
-                        SAGA_COMPENSATING},
+                        SAGA_COMPENSATING, SAGA_RESERVING, SAGA_COMPENSATING, -1},
     [SAGA_PAYING] = {-1, -1, -1, SAGA_CONFIRMING, SAGA_COMPENSATING, -1, -1, -1, SAGA_COMPENSATING,
-                     SAGA_COMPENSATING},
-    [SAGA_CONFIRMING] = {-1, -1, -1, -1, -1, SAGA_COMPLETED, -1, -1, -1, SAGA_CONFIRMING},
-    [SAGA_COMPLETED] = {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1},
+                     SAGA_COMPENSATING, SAGA_PAYING, SAGA_COMPENSATING, -1},
+    [SAGA_CONFIRMING] = {-1, -1, -1, -1, -1, SAGA_COMPLETED, -1, -1, -1, SAGA_CONFIRMING,
+                         SAGA_CONFIRMING, -1, -1},
+    [SAGA_COMPLETED] = {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1},
     [SAGA_COMPENSATING] = {-1, -1, -1, -1, -1, -1, SAGA_COMPENSATING, SAGA_COMPENSATING, -1,
-                           SAGA_COMPENSATING},
-    [SAGA_CANCELLED] = {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1},
+                           SAGA_COMPENSATING, SAGA_COMPENSATING, -1, -1},
+    [SAGA_CANCELLED] = {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1},
+    /* Parked while compensating: only resume applies (compensate: it already is). */
     [SAGA_NEEDS_OPERATOR] = {-1, -1, -1, -1, -1, -1, SAGA_NEEDS_OPERATOR, SAGA_NEEDS_OPERATOR, -1,
-                             -1},
+                             -1, -1, -1, SAGA_COMPENSATING},
 };
 
 static void test_every_state_and_input_follows_the_design(void **state)
@@ -328,6 +330,170 @@ static void test_duplicate_and_late_replies_change_nothing(void **state)
     assert_int_equal(s.status, SAGA_COMPLETED);
 }
 
+/* ---- The operator's inputs (petstore-saga retry, compensate, resume) ---------------------- */
+
+static void test_operator_retry_resends_the_current_step_with_a_fresh_timer(void **state)
+{
+    (void)state;
+    const struct {
+        saga_status_t status;
+        unsigned command;
+        int timer_ms;
+    } cases[] = {
+        {SAGA_RESERVING, SAGA_CMD_RESERVE, 1000},
+        {SAGA_PAYING, SAGA_CMD_CHARGE, 2000},
+        {SAGA_CONFIRMING, SAGA_CMD_CONFIRM, 3000},
+    };
+    for (size_t i = 0; i < 3; i++) {
+        saga_state_t s = {cases[i].status, SAGA_REASON_NONE, 0, 2};
+        saga_output_t out = step(&s, SAGA_EV_OPERATOR_RETRY, SAGA_REASON_NONE);
+        assert_int_equal(out.outcome, SAGA_APPLIED);
+        assert_int_equal(s.status, cases[i].status);
+        assert_int_equal(out.commands, cases[i].command);
+        assert_int_equal(out.timer, SAGA_TIMER_SET);
+        assert_int_equal(out.timer_ms, cases[i].timer_ms);
+        assert_int_equal(s.attempts, 0);
+        assert_int_equal(s.pending, 0);
+        assert_false(out.status_changed);
+    }
+}
+
+static void test_operator_retry_while_compensating_resends_only_what_is_pending(void **state)
+{
+    (void)state;
+    saga_state_t s = {SAGA_COMPENSATING, SAGA_REASON_TIMEOUT, SAGA_PENDING_REFUND, 2};
+    saga_output_t out = step(&s, SAGA_EV_OPERATOR_RETRY, SAGA_REASON_NONE);
+    assert_int_equal(s.status, SAGA_COMPENSATING);
+    assert_int_equal(out.commands, SAGA_CMD_REFUND_OR_VOID);
+    assert_int_equal(s.pending, SAGA_PENDING_REFUND);
+    assert_int_equal(s.reason, SAGA_REASON_TIMEOUT);
+    assert_int_equal(out.timer, SAGA_TIMER_SET);
+    assert_int_equal(out.timer_ms, 400);
+    assert_int_equal(s.attempts, 0);
+}
+
+static void test_operator_compensate_undoes_what_the_machine_would_with_reason_timeout(void **state)
+{
+    (void)state;
+    saga_state_t s = {SAGA_RESERVING, SAGA_REASON_NONE, 0, 1};
+    saga_output_t out = step(&s, SAGA_EV_OPERATOR_COMPENSATE, SAGA_REASON_NONE);
+    assert_int_equal(s.status, SAGA_COMPENSATING);
+    assert_int_equal(out.commands, SAGA_CMD_RELEASE);
+    assert_int_equal(s.pending, SAGA_PENDING_RELEASE);
+    assert_int_equal(s.reason, SAGA_REASON_TIMEOUT);
+    assert_int_equal(out.timer_ms, 400);
+    assert_int_equal(s.attempts, 0);
+    assert_true(out.status_changed);
+
+    s = (saga_state_t){SAGA_PAYING, SAGA_REASON_NONE, 0, 0};
+    out = step(&s, SAGA_EV_OPERATOR_COMPENSATE, SAGA_REASON_NONE);
+    assert_int_equal(s.status, SAGA_COMPENSATING);
+    assert_int_equal(out.commands, SAGA_CMD_REFUND_OR_VOID | SAGA_CMD_RELEASE);
+    assert_int_equal(s.pending, SAGA_PENDING_REFUND | SAGA_PENDING_RELEASE);
+    assert_int_equal(s.reason, SAGA_REASON_TIMEOUT);
+
+    /* The acknowledgements finish it as for any compensation. */
+    step(&s, SAGA_EV_RELEASED, SAGA_REASON_NONE);
+    out = step(&s, SAGA_EV_REFUNDED, SAGA_REASON_NONE);
+    assert_int_equal(s.status, SAGA_CANCELLED);
+    assert_int_equal(s.reason, SAGA_REASON_TIMEOUT);
+}
+
+static void test_operator_compensate_of_a_sale_never_confirmed_refunds_and_releases(void **state)
+{
+    (void)state;
+    saga_state_t s = {SAGA_NEEDS_OPERATOR, SAGA_REASON_NONE, SAGA_PENDING_CONFIRM, 4};
+    saga_output_t out = step(&s, SAGA_EV_OPERATOR_COMPENSATE, SAGA_REASON_NONE);
+    assert_int_equal(out.outcome, SAGA_APPLIED);
+    assert_int_equal(s.status, SAGA_COMPENSATING);
+    assert_int_equal(out.commands, SAGA_CMD_REFUND_OR_VOID | SAGA_CMD_RELEASE);
+    assert_int_equal(s.pending, SAGA_PENDING_REFUND | SAGA_PENDING_RELEASE);
+    assert_int_equal(s.reason, SAGA_REASON_TIMEOUT);
+    assert_int_equal(out.timer, SAGA_TIMER_SET);
+    assert_int_equal(s.attempts, 0);
+    /* A late confirmation no longer completes it: the operator chose to undo. */
+    out = step(&s, SAGA_EV_SALE_CONFIRMED, SAGA_REASON_NONE);
+    assert_int_equal(out.outcome, SAGA_IGNORED);
+}
+
+static void test_operator_compensate_does_not_apply_to_confirming_or_compensating(void **state)
+{
+    (void)state;
+    saga_state_t cases[] = {
+        {SAGA_CONFIRMING, SAGA_REASON_NONE, 0, 0},
+        {SAGA_COMPENSATING, SAGA_REASON_TIMEOUT, SAGA_PENDING_RELEASE, 0},
+        {SAGA_NEEDS_OPERATOR, SAGA_REASON_TIMEOUT, SAGA_PENDING_RELEASE, 3},
+        {SAGA_COMPLETED, SAGA_REASON_NONE, 0, 0},
+    };
+    for (size_t i = 0; i < 4; i++) {
+        saga_output_t out = step(&cases[i], SAGA_EV_OPERATOR_COMPENSATE, SAGA_REASON_NONE);
+        assert_int_equal(out.outcome, SAGA_IGNORED);
+        assert_int_equal(out.commands, 0);
+    }
+}
+
+static void test_operator_resume_of_parked_compensations_resends_them(void **state)
+{
+    (void)state;
+    saga_state_t s = {SAGA_NEEDS_OPERATOR, SAGA_REASON_TIMEOUT, SAGA_PENDING_RELEASE, 3};
+    saga_output_t out = step(&s, SAGA_EV_OPERATOR_RESUME, SAGA_REASON_NONE);
+    assert_int_equal(out.outcome, SAGA_APPLIED);
+    assert_int_equal(s.status, SAGA_COMPENSATING);
+    assert_int_equal(out.commands, SAGA_CMD_RELEASE);
+    assert_int_equal(s.pending, SAGA_PENDING_RELEASE);
+    assert_int_equal(s.reason, SAGA_REASON_TIMEOUT);
+    assert_int_equal(out.timer, SAGA_TIMER_SET);
+    assert_int_equal(out.timer_ms, 400);
+    assert_int_equal(s.attempts, 0);
+    assert_true(out.status_changed);
+    out = step(&s, SAGA_EV_RELEASED, SAGA_REASON_NONE);
+    assert_int_equal(s.status, SAGA_CANCELLED);
+    assert_int_equal(out.timer, SAGA_TIMER_CLEAR);
+}
+
+static void test_operator_resume_of_a_parked_confirmation_confirms_again(void **state)
+{
+    (void)state;
+    saga_state_t s = {SAGA_NEEDS_OPERATOR, SAGA_REASON_NONE, SAGA_PENDING_CONFIRM, 4};
+    saga_output_t out = step(&s, SAGA_EV_OPERATOR_RESUME, SAGA_REASON_NONE);
+    assert_int_equal(s.status, SAGA_CONFIRMING);
+    assert_int_equal(out.commands, SAGA_CMD_CONFIRM);
+    assert_int_equal(s.pending, 0);
+    assert_int_equal(out.timer_ms, 3000);
+    assert_int_equal(s.attempts, 0);
+    out = step(&s, SAGA_EV_SALE_CONFIRMED, SAGA_REASON_NONE);
+    assert_int_equal(s.status, SAGA_COMPLETED);
+}
+
+static void test_operator_resume_applies_only_to_a_parked_saga(void **state)
+{
+    (void)state;
+    for (int st = 0; st < SAGA_STATUS_COUNT; st++) {
+        if (st == SAGA_NEEDS_OPERATOR)
+            continue;
+        saga_state_t s = {(saga_status_t)st, SAGA_REASON_NONE, SAGA_PENDING_RELEASE, 0};
+        saga_output_t out = step(&s, SAGA_EV_OPERATOR_RESUME, SAGA_REASON_NONE);
+        assert_int_equal(out.outcome, SAGA_IGNORED);
+    }
+    /* Retry is not the way out of parking: resume is. */
+    saga_state_t s = {SAGA_NEEDS_OPERATOR, SAGA_REASON_TIMEOUT, SAGA_PENDING_RELEASE, 3};
+    assert_int_equal(step(&s, SAGA_EV_OPERATOR_RETRY, SAGA_REASON_NONE).outcome, SAGA_IGNORED);
+}
+
+static void test_a_resumed_saga_that_keeps_failing_parks_again(void **state)
+{
+    (void)state;
+    saga_state_t s = {SAGA_NEEDS_OPERATOR, SAGA_REASON_TIMEOUT, SAGA_PENDING_RELEASE, 3};
+    step(&s, SAGA_EV_OPERATOR_RESUME, SAGA_REASON_NONE);
+    for (int i = 0; i < 2; i++) {
+        step(&s, SAGA_EV_TIMEOUT, SAGA_REASON_NONE);
+        assert_int_equal(s.status, SAGA_COMPENSATING);
+    }
+    saga_output_t out = step(&s, SAGA_EV_TIMEOUT, SAGA_REASON_NONE);
+    assert_int_equal(s.status, SAGA_NEEDS_OPERATOR);
+    assert_int_equal(out.commands, 0);
+}
+
 static void test_names_parse_back_to_their_values(void **state)
 {
     (void)state;
@@ -364,6 +530,16 @@ int main(void)
         cmocka_unit_test(test_a_saga_parked_by_compensations_is_not_completed_by_a_confirmation),
         cmocka_unit_test(test_a_cancel_before_the_order_cancels_with_nothing_to_undo),
         cmocka_unit_test(test_duplicate_and_late_replies_change_nothing),
+        cmocka_unit_test(test_operator_retry_resends_the_current_step_with_a_fresh_timer),
+        cmocka_unit_test(test_operator_retry_while_compensating_resends_only_what_is_pending),
+        cmocka_unit_test(
+            test_operator_compensate_undoes_what_the_machine_would_with_reason_timeout),
+        cmocka_unit_test(test_operator_compensate_of_a_sale_never_confirmed_refunds_and_releases),
+        cmocka_unit_test(test_operator_compensate_does_not_apply_to_confirming_or_compensating),
+        cmocka_unit_test(test_operator_resume_of_parked_compensations_resends_them),
+        cmocka_unit_test(test_operator_resume_of_a_parked_confirmation_confirms_again),
+        cmocka_unit_test(test_operator_resume_applies_only_to_a_parked_saga),
+        cmocka_unit_test(test_a_resumed_saga_that_keeps_failing_parks_again),
         cmocka_unit_test(test_names_parse_back_to_their_values),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
