@@ -254,3 +254,16 @@ def test_the_history_cannot_be_rewritten_even_by_its_owner():
             assert cur.fetchone()[0] == before + 1
     finally:
         conn.close()
+
+
+VERBS = ["list", "groups", "show", "plan", "replay", "move", "purge", "history", "note"]
+
+
+def test_every_verb_answers_help_with_its_usage_and_changes_nothing():
+    for verb in VERBS:
+        for asking in ([verb, "--help"], ["help", verb], [verb, "saga.events.dlq", "-h"]):
+            r = dlq.run(*asking, as_json=False)
+            assert r.rc == 0, r
+            assert r.out.startswith(f"usage: dlq {verb}"), r
+    r = dlq.run("nope", "--help", as_json=False)
+    assert r.rc == 2 and "unknown verb" in r.err, r
