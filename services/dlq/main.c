@@ -73,6 +73,23 @@ static void help(FILE *f)
                "Exit status: 0 done, 1 partly done, 2 usage error, 3 cannot connect.\n");
 }
 
+/* One verb's usage, for "dlq VERB --help" and "dlq help VERB". */
+static void verb_help(FILE *f, const command_t *cmd)
+{
+    fprintf(f, "usage: dlq %s %s\n  %s\n", cmd->name, cmd->args, cmd->help);
+    fprintf(f, "SEL (selectors, combined with AND): --id ID[,ID...] --group FP --type T\n"
+               "  --since TIME --until TIME --all --manifest FILE; --json for JSON output.\n"
+               "Exit status: 0 done, 1 partly done, 2 usage error, 3 cannot connect.\n");
+}
+
+static int asks_help(int argc, char **argv)
+{
+    for (int i = 2; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+            return 1;
+    return 0;
+}
+
 static int migrate(dlq_ctx_t *c)
 {
     err_t e;
@@ -87,7 +104,12 @@ int main(int argc, char **argv)
 {
     log_init("dlq", LOG_WARN, STDERR_FILENO);
     const char *verb = argc > 1 ? argv[1] : "help";
-    if (strcmp(verb, "help") == 0 || strcmp(verb, "--help") == 0 || strcmp(verb, "-h") == 0) {
+    int help_verb = 0;
+    if (strcmp(verb, "help") == 0 && argc > 2) {
+        verb = argv[2];
+        help_verb = 1;
+    } else if (strcmp(verb, "help") == 0 || strcmp(verb, "--help") == 0 ||
+               strcmp(verb, "-h") == 0) {
         help(stdout);
         return DLQ_EXIT_DONE;
     }
@@ -97,6 +119,10 @@ int main(int argc, char **argv)
             cmd = &commands[i];
     if (cmd == NULL && strcmp(verb, "--migrate") != 0)
         return dlq_usage("unknown verb \"%s\"", verb);
+    if (cmd != NULL && (help_verb || asks_help(argc, argv))) {
+        verb_help(stdout, cmd);
+        return DLQ_EXIT_DONE;
+    }
 
     cfg_t *cfg = NULL;
     err_t e;
