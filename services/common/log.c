@@ -66,8 +66,9 @@ static int has_word_pan(const char *key)
 static int secret_key(const char *key)
 {
     static const char *const contains[] = {
-        "password", "passwd", "secret", "token", "authorization", "cookie",     "cardnumber",
-        "cardnum",  "cardno", "cvv",    "cvc",   "apikey",        "privatekey",
+        "password", "passwd",     "secret",     "token",  "authorization",
+        "cookie",   "cardnumber", "cardnum",    "cardno", "cvv",
+        "cvc",      "apikey",     "privatekey", "sealed", "hash",
     };
     static const char *const exact[] = {"card", "pan", "number"};
     if (strcmp(key, "card_last4") == 0)
@@ -162,11 +163,68 @@ int log_mask_digits(const char *text, char *out, size_t out_size)
     return masked;
 }
 
+/* ---- encoded blobs ---- */
+
+static int blob_char(char c)
+{
+    return isalnum((unsigned char)c) || c == '+' || c == '/' || c == '=' || c == '_' || c == '-';
+}
+
+/* A run of an encoding's characters that is long enough to be a key, a hash, a token or a
+ * sealed card: at least BLOB_HEX_MIN hexadecimal digits and nothing else (a sha256), or at least
+ * BLOB_B64_MIN characters with upper case, lower case and digits (base64 and base64url: with
+ * 32 random bytes or more, all three occur with near certainty). Trace ids (32 hex digits),
+ * traceparents and UUIDs (hex with dashes, no upper case), paths and identifiers (no digits or
+ * no upper case) do not qualify. */
+#define BLOB_HEX_MIN 40
+#define BLOB_B64_MIN 32
+
+static int is_blob(const char *s, size_t n)
+{
+    int upper = 0, lower = 0, digit = 0, hex = 1;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        upper |= isupper(c) != 0;
+        lower |= islower(c) != 0;
+        digit |= isdigit(c) != 0;
+        hex &= isxdigit(c) != 0;
+    }
+    return (hex && n >= BLOB_HEX_MIN) || (n >= BLOB_B64_MIN && upper && lower && digit);
+}
+
+/* Replaces each blob in buf (NUL-terminated) by "[REDACTED]", in place: the replacement is
+ * shorter than any blob, so writing never overtakes reading. Returns 1 if something changed. */
+static int mask_blobs(char *buf)
+{
+    static const char mark[] = "[REDACTED]";
+    size_t r = 0, w = 0;
+    int masked = 0;
+    while (buf[r] != '\0') {
+        if (!blob_char(buf[r])) {
+            buf[w++] = buf[r++];
+            continue;
+        }
+        size_t start = r;
+        while (blob_char(buf[r]))
+            r++;
+        if (is_blob(buf + start, r - start)) {
+            memcpy(buf + w, mark, sizeof(mark) - 1);
+            w += sizeof(mark) - 1;
+            masked = 1;
+        } else {
+            memmove(buf + w, buf + start, r - start);
+            w += r - start;
+        }
+    }
+    buf[w] = '\0';
+    return masked;
+}
+
 /* ---- the redaction walk ---- */
 
-/* A replacement for string s, or NULL to keep it: card-like digits masked and, when cap is
- * non-zero, the text cut to at most cap bytes at a UTF-8 character boundary and marked.
- * Masking only drops separators, so the masked text never needs more room than the input. */
+/* A replacement for string s, or NULL to keep it: card-like digits and encoded blobs masked and,
+ * when cap is non-zero, the text cut to at most cap bytes at a UTF-8 character boundary and
+ * marked. Masking only shortens, so the masked text never needs more room than the input. */
 static json_t *scrub_string(const json_t *s, size_t cap)
 {
     const char *text = json_string_value(s);
@@ -177,6 +235,7 @@ static json_t *scrub_string(const json_t *s, size_t cap)
     if (buf == NULL)
         return json_string("[REDACTED]");
     int masked = log_mask_digits(text, buf, n + 1);
+    masked |= mask_blobs(buf);
     size_t len = strlen(buf);
     json_t *out = NULL;
     if (cap > 0 && len > cap) {

@@ -12,13 +12,19 @@
  *   - a value whose key names a secret becomes "[REDACTED]", whatever its type. Keys are
  *     compared case-insensitively with '_', '-', '.' and spaces ignored; secret are keys that
  *     contain password, passwd, secret, token, authorization, cookie, cardnumber, cardnum,
- *     cardno, cvv, cvc, apikey or privatekey, keys that are exactly card, pan or number, and keys
+ *     cardno, cvv, cvc, apikey, privatekey, sealed or hash, keys that are exactly card, pan or
+ *     number, and keys
  *     with a word "pan" (card_pan). card and pan are matched as whole keys, not substrings, so
  *     card_id, company or span_id stay readable; card_last4 is never redacted;
  *   - any string (at any depth, and the message itself) containing a card-like digit run
  *     (12-19 digits, optionally separated by single spaces or dashes, not part of a longer
  *     alphanumeric word or of a UUID) is masked down to its last four digits:
- *     "4111 1111 1111 1111" becomes "************1111".
+ *     "4111 1111 1111 1111" becomes "************1111";
+ *   - any run of an encoding's characters ([A-Za-z0-9+/=_-]) long enough to be a key, a hash, a
+ *     token or a sealed card (40+ hex digits only, or 32+ characters mixing upper case, lower
+ *     case and digits: base64 of 24+ random bytes) becomes "[REDACTED]", wherever it sits (inside
+ *     an SQL parameter or a JSON body too). Trace ids, traceparents, UUIDs, paths and names do
+ *     not qualify (no upper case, or no digits, or too short).
  * Numbers are not masked (they are amounts, counts and times here). There is no way to log a
  * field without redaction.
  *

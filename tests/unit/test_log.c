@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -246,6 +247,63 @@ static void test_numbers_times_and_ids_are_not_taken_for_cards(void **state)
     json_decref(line);
 }
 
+/* Sealed cards (standard base64), session tokens (base64url) and hashes (hex) are long runs of
+ * an encoding's characters: the redactor hides such a run wherever it appears, even when the
+ * key says nothing and the run sits inside other text (an SQL parameter, a JSON body). */
+static void test_long_encoded_blobs_are_hidden_wherever_they_appear(void **state)
+{
+    (void)state;
+    const char *sealed = "q3Xo0JY6m2P+x1bT0vB4aG9k/Zk8Rr2sYw5nQe1uLh7cVt3pD6fJ0iKk9oMs4aWx"
+                         "Pz2Ny8LbE5gUq1HjC7Rd0Tv==";
+    const char *token = "Zq9_x-3KfP0aL7mWb2Rt8YvN1cJ5hE4sU6gD0oQiXk";
+    const char *hash = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    char body[256];
+    snprintf(body, sizeof(body), "{\"card_sealed\":\"%s\",\"total_cents\":500}", sealed);
+    json_t *line = log_one(LOG_DEBUG, NULL, token,
+                           json_pack("{s:s,s:[s,s,s]}", "body", body, "params", hash, "x", token));
+    char *text = json_dumps(line, JSON_COMPACT);
+    assert_null(strstr(text, sealed));
+    assert_null(strstr(text, "Zq9_x-3KfP0aL7mWb2Rt8YvN1"));
+    assert_null(strstr(text, hash));
+    assert_non_null(strstr(json_string_value(json_object_get(line, "body")), "\"total_cents\""));
+    assert_string_equal(json_string_value(json_array_get(json_object_get(line, "params"), 1)), "x");
+    free(text);
+    json_decref(line);
+}
+
+/* What looks alike but is not a secret stays readable: ids, trace context, paths, words. */
+static void test_ids_traces_paths_and_words_are_not_taken_for_blobs(void **state)
+{
+    (void)state;
+    const char *keep[] = {
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "4bf92f3577b34da6a3ce929d0e0e4736",
+        "{01900000-0000-7000-8000-000000000000,01900000-0000-7000-8000-000000000001}",
+        "/tmp/ph-logging/build/services/storefront/storefront-daemon.log",
+        "amq.gen-JzTY20BRgKO-HjmUJj0wLg",
+        "inventory.reserve.v1",
+        "the_relay_could_not_publish_the_message_and_will_try_again_later",
+    };
+    for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++) {
+        json_t *line = log_one(LOG_INFO, NULL, "m", json_pack("{s:s}", "v", keep[i]));
+        assert_string_equal(json_string_value(json_object_get(line, "v")), keep[i]);
+        json_decref(line);
+    }
+}
+
+static void test_sealed_and_hashed_values_are_redacted_by_key(void **state)
+{
+    (void)state;
+    json_t *line = log_one(LOG_INFO, NULL, "m",
+                           json_pack("{s:s,s:s,s:s,s:s}", "card_sealed", "abc", "token_hash", "ab",
+                                     "password_hash", "$argon2id$x", "card_id", "c1"));
+    assert_string_equal(json_string_value(json_object_get(line, "card_sealed")), "[REDACTED]");
+    assert_string_equal(json_string_value(json_object_get(line, "token_hash")), "[REDACTED]");
+    assert_string_equal(json_string_value(json_object_get(line, "password_hash")), "[REDACTED]");
+    assert_string_equal(json_string_value(json_object_get(line, "card_id")), "c1");
+    json_decref(line);
+}
+
 static void test_the_message_itself_is_masked(void **state)
 {
     (void)state;
@@ -261,7 +319,7 @@ static void test_long_strings_are_cut_at_a_character_boundary_and_marked(void **
     size_t n = LOG_MAX_STRING + 100;
     char *text = malloc(n + 1);
     assert_non_null(text);
-    memset(text, 'a', n);
+    memset(text, 'x', n); /* not a hex digit: a long hex run would be hidden as a blob */
     /* A two-byte character straddling the cut. */
     text[LOG_MAX_STRING - 1] = (char)0xc3;
     text[LOG_MAX_STRING] = (char)0xa9;
@@ -391,6 +449,9 @@ int main(void)
         cmocka_unit_test(
             test_runs_of_twelve_to_nineteen_digits_are_masked_with_any_single_separators),
         cmocka_unit_test(test_numbers_times_and_ids_are_not_taken_for_cards),
+        cmocka_unit_test(test_long_encoded_blobs_are_hidden_wherever_they_appear),
+        cmocka_unit_test(test_ids_traces_paths_and_words_are_not_taken_for_blobs),
+        cmocka_unit_test(test_sealed_and_hashed_values_are_redacted_by_key),
         cmocka_unit_test(test_the_message_itself_is_masked),
         cmocka_unit_test(test_long_strings_are_cut_at_a_character_boundary_and_marked),
         cmocka_unit_test(test_lines_list_the_standard_fields_first_and_keep_them_from_fields),
