@@ -39,6 +39,7 @@ static const db_stmt_t create_stmt = {
            "SELECT order_id, 1, 'created', NULL, $8::text, $7::uuid, 'order placed: saga created'"
            " FROM s",
     .nparams = 8,
+    .secret = DB_SECRET(5), /* the sealed card */
 };
 
 static const db_stmt_t load_stmt = {

@@ -564,13 +564,90 @@ static int exec_attempt(db_conn_t *db, void *arg, err_t *e)
                 a->stmt->name, a->out, e);
 }
 
+/* ------------------------------------------------------------------ SQL at debug level */
+
+#define SQL_LOG_CUT 200 /* bytes of a statement's text or of one parameter in a db.query line */
+
+static double mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+}
+
+/* The parameters as a JSON array: secret ones hidden by the call site's mark, long ones cut.
+ * The log redactor still runs over the result (card digits, blobs). */
+static json_t *sql_params(int n, const char *const *params, unsigned secret)
+{
+    json_t *a = json_array();
+    for (int i = 0; a != NULL && i < n; i++) {
+        if (i < 32 && (secret & (1u << i)) != 0)
+            json_array_append_new(a, json_string("[SECRET]"));
+        else if (params == NULL || params[i] == NULL)
+            json_array_append_new(a, json_null());
+        else
+            json_array_append_new(a,
+                                  json_stringn_nocheck(params[i], strnlen(params[i], SQL_LOG_CUT)));
+    }
+    return a;
+}
+
+/* Adds rows (or the error) and the duration to f, then writes the db.query line. */
+static void sql_log(json_t *f, double started, int rc, const err_t *e, db_result_t *const *out)
+{
+    if (f == NULL)
+        return;
+    json_object_set_new(f, "duration_ms", json_real(mono_ms() - started));
+    if (rc == 0 && out != NULL && *out != NULL)
+        json_object_set_new(f, "rows",
+                            json_integer(PQntuples((*out)->res) > 0 ? PQntuples((*out)->res)
+                                                                    : db_cmd_tuples(*out)));
+    if (rc != 0) {
+        json_object_set_new(f, "code", json_string(err_name(rc)));
+        if (e != NULL && e->sqlstate[0] != '\0')
+            json_object_set_new(f, "sqlstate", json_string(e->sqlstate));
+    }
+    log_debug(log_ctx_current(), "db.query", f);
+}
+
+/* The statement part of a db.query line, or NULL when debug lines are off (nothing built). */
+static json_t *sql_fields(const db_stmt_t *stmt, const char *sql, int n, const char *const *params)
+{
+    if (!log_enabled(LOG_DEBUG))
+        return NULL;
+    json_t *f = json_object();
+    if (f == NULL)
+        return NULL;
+    if (stmt != NULL)
+        json_object_set_new(f, "statement", json_string(stmt->name));
+    else
+        json_object_set_new(f, "sql", json_stringn_nocheck(sql, strnlen(sql, SQL_LOG_CUT)));
+    json_object_set_new(f, "params", sql_params(n, params, stmt != NULL ? stmt->secret : 0));
+    return f;
+}
+
+static int exec_logged(db_conn_t *db, int read, exec_args_t *a, err_t *e)
+{
+    json_t *f = sql_fields(a->stmt, a->sql, a->nparams, a->params);
+    if (f == NULL)
+        return with_retry(db, read, exec_attempt, a, e);
+    double started = mono_ms();
+    err_t got;
+    err_clear(&got);
+    int rc = with_retry(db, read, exec_attempt, a, &got);
+    sql_log(f, started, rc, &got, a->out);
+    if (rc != 0 && e != NULL)
+        *e = got;
+    return rc;
+}
+
 int db_exec(db_conn_t *db, const db_stmt_t *stmt, const char *const *params, db_result_t **out,
             err_t *e)
 {
     if (fault_hit(e))
         return ERR_RETRY;
     exec_args_t a = {stmt, stmt->sql, stmt->nparams, params, out};
-    return with_retry(db, sql_is_read(stmt->sql), exec_attempt, &a, e);
+    return exec_logged(db, sql_is_read(stmt->sql), &a, e);
 }
 
 int db_exec_idempotent(db_conn_t *db, const db_stmt_t *stmt, const char *const *params,
@@ -579,7 +656,7 @@ int db_exec_idempotent(db_conn_t *db, const db_stmt_t *stmt, const char *const *
     if (fault_hit(e))
         return ERR_RETRY;
     exec_args_t a = {stmt, stmt->sql, stmt->nparams, params, out};
-    return with_retry(db, 1, exec_attempt, &a, e);
+    return exec_logged(db, 1, &a, e);
 }
 
 int db_exec_sql(db_conn_t *db, const char *sql, int nparams, const char *const *params,
@@ -588,7 +665,7 @@ int db_exec_sql(db_conn_t *db, const char *sql, int nparams, const char *const *
     if (fault_hit(e))
         return ERR_RETRY;
     exec_args_t a = {NULL, sql, nparams, params, out};
-    return with_retry(db, sql_is_read(sql), exec_attempt, &a, e);
+    return exec_logged(db, sql_is_read(sql), &a, e);
 }
 
 int db_exec_script(db_conn_t *db, const char *sql, err_t *e)
@@ -755,7 +832,22 @@ int db_exec_batch(db_conn_t *db, const db_batch_item_t *items, size_t n, err_t *
     for (size_t i = 0; i < n; i++)
         read = read && sql_is_read(items[i].stmt->sql);
     batch_args_t a = {items, n};
-    return with_retry(db, read, batch_attempt, &a, e);
+    if (!log_enabled(LOG_DEBUG))
+        return with_retry(db, read, batch_attempt, &a, e);
+    /* One db.query line per statement, each with the whole batch's duration (one round trip). */
+    double started = mono_ms();
+    err_t got;
+    err_clear(&got);
+    int rc = with_retry(db, read, batch_attempt, &a, &got);
+    for (size_t i = 0; i < n; i++) {
+        json_t *f = sql_fields(items[i].stmt, NULL, items[i].stmt->nparams, items[i].params);
+        if (f != NULL)
+            json_object_set_new(f, "batch", json_integer((json_int_t)n));
+        sql_log(f, started, rc, &got, rc == 0 ? items[i].out : NULL);
+    }
+    if (rc != 0 && e != NULL)
+        *e = got;
+    return rc;
 }
 
 /* ------------------------------------------------------------------ results */

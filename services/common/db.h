@@ -44,6 +44,17 @@
  * Connections that carry session state of their own (LISTEN, session SETs: the workers') must not
  * use it: the new session would silently lack that state; they reconnect through their owner.
  *
+ * SQL at debug level. When debug lines are enabled (log_enabled(LOG_DEBUG), checked before
+ * anything is built, so the cost at info level is one branch), every db_exec, db_exec_idempotent,
+ * db_exec_sql and db_exec_batch writes one "db.query" line: the statement's name (or, for a
+ * one-off statement, its text cut to 200 bytes), its parameters (each cut to 200 bytes, SQL NULL
+ * as null, a parameter marked in db_stmt_t.secret as "[SECRET]"), rows returned or affected,
+ * duration_ms, and on failure code and sqlstate. The line carries the calling thread's log
+ * context (log_ctx_current(): the consumer sets the message's order and trace around a
+ * handler). The log redactor then masks what a call site forgot to mark: card-like digit runs
+ * and long encoded blobs (log.h). One-off statements (db_exec_sql) have no secret mask: never
+ * pass a secret through them. Transaction commands (BEGIN, COMMIT, savepoints) are not logged.
+ *
  * Test hook: PETSTORE_FAULT_DB_EXEC_FAIL_AT=N (N >= 1) makes the Nth statement run through
  * db_exec, db_exec_sql or db_exec_batch in this process (counted from 1, all threads) fail with
  * ERR_RETRY before anything is sent. The variable is read once, at the first statement; unset
@@ -63,12 +74,18 @@ typedef struct db_conn db_conn_t;
 typedef struct db_result db_result_t;
 
 /* A statement prepared on first use. Declare as `static const`; the name must be unique in the
- * process (a second statement under the same name fails to prepare, loudly). */
+ * process (a second statement under the same name fails to prepare, loudly). secret marks the
+ * parameters that must never be logged, even at debug level (DB_SECRET(1) | DB_SECRET(3): the
+ * first and third): passwords and their hashes, token hashes, card hashes, sealed cards, message
+ * bodies that may carry one. */
 typedef struct db_stmt {
     const char *name;
     const char *sql;
     int nparams;
+    unsigned secret; /* bit n-1: parameter $n is secret */
 } db_stmt_t;
+
+#define DB_SECRET(n) (1u << ((n)-1))
 
 /* Connection options; a zeroed struct (or NULL) means the defaults. */
 typedef struct db_opts {

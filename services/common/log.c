@@ -43,6 +43,12 @@ int log_level_parse(const char *text, log_level_t *out)
 
 int log_enabled(log_level_t level) { return (int)level >= atomic_load(&log_min); }
 
+static _Thread_local const log_ctx_t *thread_ctx;
+
+void log_ctx_enter(const log_ctx_t *ctx) { thread_ctx = ctx; }
+
+const log_ctx_t *log_ctx_current(void) { return thread_ctx; }
+
 /* ---- which keys are secret ---- */
 
 /* True if the key has "pan" as a word: words are split at non-alphanumerics and at a

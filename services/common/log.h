@@ -48,6 +48,13 @@ typedef struct log_ctx {
     const char *order_id;
 } log_ctx_t;
 
+/* The calling thread's current context, for lines written by code that has none of its own
+ * (db.query lines): set by whoever knows what the thread is working on (the consumer loop
+ * around a handler), cleared with NULL afterwards. ctx is borrowed and must outlive the
+ * setting. log_ctx_current() returns NULL when nothing is set. */
+void log_ctx_enter(const log_ctx_t *ctx);
+const log_ctx_t *log_ctx_current(void);
+
 /* Sets the service name (copied) and the minimum level. fd is where lines go (1 = stdout). */
 void log_init(const char *service, log_level_t min_level, int fd);
 

@@ -37,6 +37,7 @@ static const db_stmt_t create_card_stmt = {
            "SELECT id, last4, balance_cents FROM cards "
            "  WHERE id = $1::uuid AND NOT EXISTS (SELECT FROM ins)",
     .nparams = 4,
+    .secret = DB_SECRET(2), /* the card hash */
 };
 
 /* The first row's value of the named column (borrowed from r). */

@@ -77,6 +77,7 @@ static const db_stmt_t charge_stmt = {
            "SELECT card.id, card.balance_cents, (SELECT count(*) FROM entry) AS charged "
            "FROM (SELECT) AS one LEFT JOIN card ON true",
     .nparams = 5,
+    .secret = DB_SECRET(2), /* the card hash */
 };
 
 static const db_stmt_t decline_stmt = {

@@ -16,6 +16,7 @@ static const db_stmt_t create_user_stmt = {
     .sql = "INSERT INTO users (id, username, password_hash) VALUES ($1::uuid, $2, $3)"
            " ON CONFLICT (username) DO NOTHING RETURNING id",
     .nparams = 3,
+    .secret = DB_SECRET(3), /* the password hash */
 };
 
 static const db_stmt_t find_user_stmt = {
@@ -33,12 +34,14 @@ static const db_stmt_t create_session_stmt = {
            " VALUES (decode($1, 'hex'), $2::uuid, now() + make_interval(secs => $3::int))"
            " RETURNING " SF_TIME("expires_at") " AS expires_at",
     .nparams = 3,
+    .secret = DB_SECRET(1), /* the token hash */
 };
 
 static const db_stmt_t delete_session_stmt = {
     .name = "sf_delete_session",
     .sql = "DELETE FROM sessions WHERE token_hash = decode($1, 'hex')",
     .nparams = 1,
+    .secret = DB_SECRET(1), /* the token hash */
 };
 
 static void token_hash_hex(const char *token, char hex[2 * crypto_hash_sha256_BYTES + 1])

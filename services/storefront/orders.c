@@ -28,6 +28,7 @@ static const db_stmt_t claim_key_stmt = {
            "decode($3, 'hex'))"
            " ON CONFLICT DO NOTHING RETURNING 1",
     .nparams = 3,
+    .secret = DB_SECRET(3), /* a hash of the request, card number included */
 };
 
 static const db_stmt_t read_key_stmt = {

@@ -10,6 +10,7 @@ static const db_stmt_t session_user_stmt = {
     .sql = "SELECT user_id::text AS user_id FROM sessions WHERE token_hash = decode($1, 'hex')"
            " AND expires_at > now()",
     .nparams = 1,
+    .secret = DB_SECRET(1), /* the token hash */
 };
 
 log_ctx_t sf_log_ctx(http_request_t *req)

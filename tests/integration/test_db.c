@@ -193,7 +193,7 @@ static void test_a_unique_violation_is_a_duplicate_with_its_sqlstate(void **stat
     err_t e;
     err_clear(&e);
     run(db, "CREATE TABLE uq (k int PRIMARY KEY, v text)");
-    static const db_stmt_t ins = {"itest_uq", "INSERT INTO uq VALUES ($1::int, $2)", 2};
+    static const db_stmt_t ins = {"itest_uq", "INSERT INTO uq VALUES ($1::int, $2)", 2, 0};
     const char *p[] = {"7", "first"};
     assert_int_equal(db_exec(db, &ins, p, NULL, &e), 0);
     assert_int_equal(db_exec(db, &ins, p, NULL, &e), ERR_DUPLICATE);
@@ -414,8 +414,8 @@ static void test_results_expose_rows_columns_nulls_and_integers(void **state)
 
 /* ------------------------------------------------------------------ batches */
 
-static const db_stmt_t bt_insert = {"itest_bt_insert", "INSERT INTO bt VALUES ($1::int)", 1};
-static const db_stmt_t bt_count = {"itest_bt_count", "SELECT count(*) FROM bt", 0};
+static const db_stmt_t bt_insert = {"itest_bt_insert", "INSERT INTO bt VALUES ($1::int)", 1, 0};
+static const db_stmt_t bt_count = {"itest_bt_count", "SELECT count(*) FROM bt", 0, 0};
 
 static void test_a_batch_runs_its_statements_in_order_and_returns_their_results(void **state)
 {

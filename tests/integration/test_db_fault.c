@@ -15,7 +15,7 @@
 #include "db.h"
 #include "itest.h"
 
-static const db_stmt_t next_value = {"itest_fault_next", "SELECT $1::int + 1", 1};
+static const db_stmt_t next_value = {"itest_fault_next", "SELECT $1::int + 1", 1, 0};
 
 static void test_the_third_statement_fails_and_the_others_run(void **state)
 {
