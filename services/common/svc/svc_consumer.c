@@ -278,6 +278,20 @@ static void decode_item(item_t *it)
     it->log.order_id = it->env.correlation_id[0] ? it->env.correlation_id : NULL;
 }
 
+/* The entry line of every delivery, valid or not, before any database work. */
+static void log_received(const consumer_t *c, const item_t *it)
+{
+    const mq_delivery_t *d = it->d;
+    json_t *f = json_pack("{s:s?,s:s?,s:s,s:b,s:s?,s:s?}", "type", d->type, "message_id",
+                          d->message_id, "queue", c->label, "redelivered", d->redelivered,
+                          "exchange", d->exchange, "routing_key", d->routing_key);
+    if (f != NULL && it->env.causation_id[0] != '\0')
+        json_object_set_new(f, "causation_id", json_string(it->env.causation_id));
+    if (f != NULL && it->state == ITEM_POISON)
+        json_object_set_new(f, "poison", json_string(it->failure_class));
+    log_info(&it->log, "message.received", f);
+}
+
 static const svc_route_t *find_route(const svc_consumer_def_t *def, msg_type_t type)
 {
     const svc_route_t *fallback = NULL;
@@ -341,13 +355,18 @@ static int run_batch(consumer_t *c, item_t *items, size_t n, counts_t *got, err_
             continue;
         if (!fresh[k++]) {
             got->dup++;
+            log_info(&it->log, "message.duplicate",
+                     json_pack("{s:s,s:s,s:s,s:s}", "type", it->d->type, "message_id",
+                               it->env.message_id, "queue", c->label, "why",
+                               "already in the inbox: acknowledged, not handled again"));
             continue;
         }
         const svc_route_t *route = find_route(c->def, it->type);
         if (route == NULL) {
             got->ignored++;
-            log_debug(&it->log, "consumer.ignored",
-                      json_pack("{s:s,s:s}", "type", it->d->type, "queue", c->label));
+            log_info(&it->log, "message.ignored",
+                     json_pack("{s:s,s:s,s:s}", "type", it->d->type, "message_id",
+                               it->env.message_id, "queue", c->label));
             continue;
         }
         svc_msg_t m = msg_of(c, it);
@@ -359,8 +378,11 @@ static int run_batch(consumer_t *c, item_t *items, size_t n, counts_t *got, err_
         else if (c->fault_fail_type != NULL && strcmp(it->d->type, c->fault_fail_type) == 0)
             rc = err_set(&he, ERR_INVALID,
                          "injected handler bug (PETSTORE_FAULT_HANDLER_FAIL_TYPE)");
-        else
+        else {
+            log_ctx_enter(&it->log); /* db.query lines name the message's order */
             rc = route->fn(c->db, &m, svc_app(c->svc), &he);
+            log_ctx_enter(NULL);
+        }
         if (rc == ERR_INVALID) {
             mark_poison(it, "handler", &he);
             db_rollback(c->db);
@@ -796,8 +818,10 @@ static void run_after_commit(consumer_t *c, item_t *items, size_t n)
  * is gone (the broker then redelivers it), or the process stops (likewise). */
 static void handle(consumer_t *c, item_t *items, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         decode_item(&items[i]);
+        log_received(c, &items[i]);
+    }
 
     counts_t total = {0, 0, 0};
     if (run_until_settled(c, items, n, &total) != 0)
