@@ -86,6 +86,14 @@ int svc_emit(db_conn_t *db, const svc_cause_t *cause, msg_type_t type, const jso
         .body_len = body_len,
     };
     rc = outbox_enqueue(db, &m, e);
+    if (rc == 0) {
+        /* Written in the caller's transaction: it leaves only if that commits. */
+        log_ctx_t lc = {span.trace_id, span.span_id, m.correlation_id};
+        log_info(&lc, "outbox.enqueued",
+                 json_pack("{s:s,s:s,s:s,s:s,s:s?}", "type", info->name, "message_id",
+                           env.message_id, "exchange", info->exchange, "routing_key",
+                           info->routing_key, "causation_id", m.causation_id));
+    }
 out:
     json_decref(headers);
     free(body);
