@@ -524,6 +524,28 @@ out:
     free(status);
 }
 
+/* One info line per row the broker confirmed and the commit marked sent, in the message's
+ * trace (its traceparent header) and order: the hop between the producer's outbox.enqueued and
+ * the consumer's message.received. */
+static void log_published(const batch_t *b)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        if (b->status[i] != 0)
+            continue;
+        const mq_message_t *m = &b->msgs[i];
+        const char *tp = b->headers[i] != NULL
+                             ? json_string_value(json_object_get(b->headers[i], "traceparent"))
+                             : NULL;
+        trace_ctx_t t;
+        int traced = trace_parse(tp, &t) == 0;
+        log_ctx_t lc = {traced ? t.trace_id : NULL, traced ? t.span_id : NULL, m->correlation_id};
+        log_info(&lc, "relay.published",
+                 json_pack("{s:s,s:s?,s:s,s:s,s:s,s:i}", "message_id", m->message_id, "type",
+                           m->type, "exchange", m->exchange, "routing_key", m->routing_key,
+                           "outbox_id", b->ids[i], "attempts", b->attempts[i]));
+    }
+}
+
 /* One claim-publish-mark cycle. Returns the number of rows claimed (>= 0; batch_size when more
  * is known to be waiting) or a negative error; rows whose outcome is known are committed even
  * when publishing failed. */
@@ -593,7 +615,8 @@ static int relay_cycle(relay_t *r, err_t *e)
     metrics_histogram_observe(r->m_batch, (double)b.n);
     if (parked > 0)
         r->next_backlog = 0; /* show the parked gauge now */
-    log_debug(NULL, "relay.published",
+    log_published(&b);
+    log_debug(NULL, "relay.batch",
               json_pack("{s:i,s:i,s:i,s:b}", "rows", (int)b.n, "sent", (int)sent, "failed",
                         (int)failed, "isolated", isolated));
     if (prc != 0) {
