@@ -78,6 +78,8 @@ struct http_request {
     struct timespec started;
     trace_ctx_t trace;
     int have_trace;
+    int quiet;         /* a health or metrics route: its lines are debug, not info */
+    char order_id[37]; /* named by the handler (http_log_order) for the access line */
     char *hdr_names[MAX_HEADERS];
     char *hdr_values[MAX_HEADERS];
     int n_hdrs;
@@ -716,6 +718,26 @@ static const http_route_t *table_find(http_request_t *req, const http_route_t *t
     return NULL;
 }
 
+/* The entry line of a routed request, in its trace (created here when the client sent none,
+ * so the handler's lines and the messages it emits share it). */
+static void log_received(http_request_t *req)
+{
+    log_level_t level = req->quiet ? LOG_DEBUG : LOG_INFO;
+    if (!log_enabled(level))
+        return;
+    const trace_ctx_t *t = http_trace(req);
+    log_ctx_t ctx = {t->trace_id, t->span_id, NULL};
+    log_write(
+        level, &ctx, "http.received",
+        json_pack("{s:s,s:s}", "method", http_metrics_method(req->method), "route", req->pattern));
+}
+
+void http_log_order(http_request_t *req, const char *order_id)
+{
+    if (order_id != NULL && strlen(order_id) < sizeof(req->order_id))
+        memcpy(req->order_id, order_id, strlen(order_id) + 1);
+}
+
 static void dispatch(http_request_t *req)
 {
     http_server_t *s = req->server;
@@ -730,10 +752,13 @@ static void dispatch(http_request_t *req)
     const http_route_t *r =
         table_find(req, builtin_routes, sizeof(builtin_routes) / sizeof(builtin_routes[0]), allow,
                    sizeof(allow));
-    if (r == NULL)
+    if (r != NULL)
+        req->quiet = 1; /* probes and scrapes: every few seconds, nothing to follow */
+    else
         r = table_find(req, s->routes, s->n_routes, allow, sizeof(allow));
     if (r != NULL) {
         req->pattern = r->pattern;
+        log_received(req);
         r->fn(req, s->app);
         return;
     }
@@ -873,10 +898,12 @@ static void request_account(http_request_t *req)
         metrics_histogram("petstore_http_request_duration_seconds", "HTTP request duration", labels,
                           duration_bounds, sizeof(duration_bounds) / sizeof(duration_bounds[0])),
         secs);
-    if (log_enabled(LOG_DEBUG)) {
+    log_level_t level = req->quiet ? LOG_DEBUG : LOG_INFO;
+    if (log_enabled(level)) {
         log_ctx_t ctx = {req->have_trace ? req->trace.trace_id : NULL,
-                         req->have_trace ? req->trace.span_id : NULL, NULL};
-        log_debug(&ctx, "http.request",
+                         req->have_trace ? req->trace.span_id : NULL,
+                         req->order_id[0] != '\0' ? req->order_id : NULL};
+        log_write(level, &ctx, "http.request",
                   json_pack("{s:s,s:s,s:i,s:f}", "method", method, "route", route, "status",
                             req->status, "duration_ms", secs * 1000));
     }

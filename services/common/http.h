@@ -7,10 +7,12 @@
  * HEAD); refuses request bodies over the cap with 413 (before reading them when Content-Length
  * says so); and counts every request in petstore_http_requests_total{route,method,status} and
  * petstore_http_request_duration_seconds{route}, labelled by route pattern, never the raw path.
- * Each request logs one access line at debug level (method, route, status, duration; never
- * headers or bodies). Errors are RFC 9457 problem details (application/problem+json) whose type
- * is https://petstore.example/problems/<slug>. Every response with a body carries
- * Cache-Control: no-store.
+ * Each routed request logs http.received on entry (method, route, trace) and every request
+ * http.request when answered (method, route, status, duration_ms, and the order the handler
+ * named with http_log_order); at info level, except /livez, /readyz and /metrics (probes and
+ * scrapes), which log at debug. Never headers or bodies. Errors are RFC 9457 problem details
+ * (application/problem+json) whose type is https://petstore.example/problems/<slug>. Every response
+ * with a body carries Cache-Control: no-store.
  *
  * Threading: handlers run on the server's worker threads (cfg.threads of them), several at
  * once; a handler that needs the database uses a per-thread connection. A request belongs to the
@@ -112,6 +114,8 @@ void *http_app(const http_request_t *req);
 /* The request's span: a child of its valid traceparent header, or a new root. Computed on
  * first call, then stable for the request. */
 const trace_ctx_t *http_trace(http_request_t *req);
+/* Names the order the request concerns (copied; a UUID), for its access line (http.request). */
+void http_log_order(http_request_t *req, const char *order_id);
 
 /* Parses the body as a JSON object into *out (new reference, caller owns) and returns 0. On
  * failure it has ALREADY responded and returns ERR_INVALID; the handler just returns:
