@@ -165,7 +165,7 @@ class Ledger:
             ("messages", f"events {f['events']}: delivered to audit {f['audited']}; "
                          f"commands {f['commands']}: handled {f['commands_handled']}; "
                          f"deliveries {f['deliveries']} of {f['routed']}"),
-            ("anomalies", f"lost {f['lost']}, duplicated {f['duplicated']}, unexpected "
+            ("anomalies", f"lost {f['lost']}, undelivered {f['undelivered']}, duplicated {f['duplicated']}, unexpected "
                           f"{f['unexpected']}"),
             ("dead letters", f"{f['dead_letters']} new ({f['dead_letters_expected']} expected "
                              f"poison), {f['dead_letters_before']} already there"),
@@ -241,18 +241,28 @@ class Checker:
         return sorted(q["name"] for q in amqp.mgmt("queues/petstore?columns=name")
                       if q["name"].endswith(".dlq"))
 
-    def _depths(self, queues):
-        """Exact ready counts (a passive declare), by queue."""
+    def _depths(self, queues, consumers=False):
+        """Exact ready counts (a passive declare), by queue; with consumers, (ready, consumers)."""
         import pika
         out = {}
+        if not queues:
+            return out
         conn = pika.BlockingConnection(pika.URLParameters(self._need("AMQP_URL")))
         try:
             ch = conn.channel()
             for q in queues:
-                out[q] = ch.queue_declare(q, passive=True).method.message_count
+                m = ch.queue_declare(q, passive=True).method
+                out[q] = (m.message_count, m.consumer_count) if consumers else m.message_count
         finally:
             conn.close()
         return out
+
+    def _unacked(self, queue):
+        try:
+            info = amqp.mgmt("queues/petstore/" + urllib.parse.quote(queue, safe=""))
+            return info.get("messages_unacknowledged", 0) or 0
+        except Exception:
+            return 0
 
     def dead_letters(self, only_nonempty=False):
         """{queue: [{id, type, class, code, error, handler}]} of every .dlq (empty ones too)."""
@@ -689,8 +699,8 @@ class Checker:
                 by_queue.setdefault(q, set()).add(r["message_id"])
         handled = {q: self._handled(q, ms) for q, ms in by_queue.items()}
         figures.update(events=0, audited=0, commands=0, commands_handled=0, routed=0,
-                       deliveries=0, lost=0, duplicated=0, unexpected=0)
-        lost = []
+                       deliveries=0, lost=0, undelivered=0, duplicated=0, unexpected=0)
+        missed = []
         for r in rows:
             if r["exchange"] == "petstore.events":
                 figures["events"] += 1
@@ -714,11 +724,24 @@ class Checker:
                 elif (q, r["message_id"]) not in dead:
                     missing.append(q)
             if missing:
-                lost.append(r)
-                problems.append(f"message {r['message_id']} ({r['type']}, order "
-                                f"{r['correlation_id']}) published from {r['db']}'s outbox, lost: "
-                                f"never handled by {', '.join(missing)}")
-        figures["lost"] = len(lost)
+                missed.append((r, missing))
+        # A message not handled is lost only if its queue no longer holds it: one still waiting
+        # in a queue (a consumer stopped or slow) is undelivered, said with the queue's state.
+        queues = sorted({q for _r, ms in missed for q in ms})
+        depth = self._depths(queues, consumers=True)
+        held = {q: depth[q][0] + self._unacked(q) for q in queues}
+        for r, missing in missed:
+            waiting = [q for q in missing if held[q]]
+            gone = [q for q in missing if not held[q]]
+            what = f"message {r['message_id']} ({r['type']}, order {r['correlation_id']}) " \
+                   f"published from {r['db']}'s outbox"
+            if gone:
+                figures["lost"] += 1
+                problems.append(f"{what}, lost: never handled by {', '.join(gone)}")
+            if waiting:
+                figures["undelivered"] += 1
+                problems.append(f"{what}, not handled yet by " + ", ".join(
+                    f"{q} ({held[q]} messages there, {depth[q][1]} consumers)" for q in waiting))
         # Duplicated: two message ids for one version of a versioned event.
         audit = self.q("audit", "SELECT message_id::text AS m, type, correlation_id, payload "
                                 "FROM event_log WHERE id > %s", snap["audit_hwm"])
