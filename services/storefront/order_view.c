@@ -155,7 +155,20 @@ int sf_apply_order_status(db_conn_t *db, const json_t *p, err_t *e)
                             json_string_value(json_object_get(p, "status")),
                             json_string_value(json_object_get(p, "reason")), version,
                             json_string_value(json_object_get(p, "occurred_at"))};
-    return db_exec(db, &order_status_stmt, params, NULL, e);
+    db_result_t *res = NULL;
+    int rc = db_exec(db, &order_status_stmt, params, &res, e);
+    if (rc != 0)
+        return rc;
+    int applied = db_cmd_tuples(res) > 0;
+    db_result_free(res);
+    /* In the consumed message's context (the consumer sets it around the handler). */
+    log_info(log_ctx_current(), "order.view_updated",
+             json_pack("{s:s?,s:s?,s:I,s:b,s:s}", "status", params[1], "reason", params[2],
+                       "version", (json_int_t)json_integer_value(json_object_get(p, "version")),
+                       "applied", applied, "why",
+                       applied ? "newer version: the read model shows it"
+                               : "not newer than the read model: ignored"));
+    return 0;
 }
 
 int sf_order_load_or_answer(http_request_t *req, db_conn_t *db, const char *id, const char *user_id,
@@ -164,6 +177,8 @@ int sf_order_load_or_answer(http_request_t *req, db_conn_t *db, const char *id, 
     err_t e;
     err_clear(&e);
     int rc = uuid_valid(id) ? sf_order_load(db, id, user_id, out, &e) : ERR_NOTFOUND;
+    if (uuid_valid(id))
+        http_log_order(req, id);
     if (rc == ERR_NOTFOUND)
         http_respond_kind(req, HTTP_PROBLEM_NOT_FOUND, "no such order", NULL);
     else if (rc != 0)

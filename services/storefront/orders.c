@@ -150,14 +150,23 @@ static void replay(order_request_t *o)
         return;
     }
     int response = db_col_index(res, "response");
+    log_ctx_t ctx = sf_log_ctx(o->req);
     if (db_rows(res) != 1 || db_is_null(res, 0, response)) {
+        log_info(&ctx, "order.idempotency_hit",
+                 json_pack("{s:s,s:s}", "key", o->key, "outcome", "in_progress"));
         http_respond_kind(o->req, HTTP_PROBLEM_REQUEST_IN_PROGRESS,
                           "a request with this Idempotency-Key is still in progress", NULL);
     } else if (strcmp(db_value(res, 0, db_col_index(res, "request_hash")), o->hash) != 0) {
+        log_info(&ctx, "order.idempotency_hit",
+                 json_pack("{s:s,s:s}", "key", o->key, "outcome", "key_reused"));
         http_respond_kind(o->req, HTTP_PROBLEM_IDEMPOTENCY_KEY_REUSED,
                           "this Idempotency-Key was used with a different request", NULL);
     } else {
         json_t *answer = json_loads(db_value(res, 0, response), 0, NULL);
+        ctx.order_id = json_string_value(json_object_get(answer, "id"));
+        log_info(&ctx, "order.idempotency_hit",
+                 json_pack("{s:s,s:s}", "key", o->key, "outcome", "replayed"));
+        http_log_order(o->req, ctx.order_id);
         char location[64];
         snprintf(location, sizeof(location), "/v1/orders/%s",
                  json_string_value(json_object_get(answer, "id")));
@@ -268,6 +277,11 @@ static int price_pets(order_request_t *o)
     rc = 0;
     if (json_array_size(missing) > 0 || json_array_size(taken) > 0) {
         db_rollback(o->db);
+        log_ctx_t ctx = sf_log_ctx(o->req);
+        log_info(&ctx, "order.rejected",
+                 json_pack("{s:s,s:O,s:O}", "why",
+                           json_array_size(missing) > 0 ? "unknown pet" : "pet not available",
+                           "missing", missing, "taken", taken));
         if (json_array_size(missing) > 0)
             http_respond_kind(o->req, HTTP_PROBLEM_PET_NOT_FOUND, "no such pet",
                               json_pack("{s:O}", "pet_ids", missing));
@@ -339,9 +353,11 @@ static void answer_placed(order_request_t *o)
 {
     log_ctx_t ctx = sf_log_ctx(o->req);
     ctx.order_id = o->order_id;
-    log_info(&ctx, "order.placed",
-             json_pack("{s:I,s:i,s:s}", "total_cents", (json_int_t)o->total, "pets",
-                       (int)json_array_size(o->pet_ids), "card_last4", o->last4));
+    log_info(&ctx, "order.accepted",
+             json_pack("{s:I,s:O,s:s,s:s,s:b}", "total_cents", (json_int_t)o->total, "pet_ids",
+                       o->pet_ids, "card_last4", o->last4, "user_id", o->user_id, "from_cart",
+                       o->cart != NULL));
+    http_log_order(o->req, o->order_id);
     char location[64];
     snprintf(location, sizeof(location), "/v1/orders/%s", o->order_id);
     http_add_header(o->req, "Location", location);
