@@ -91,6 +91,7 @@ class Load:
         self.log = log
         self.api = need("PETSTORE_API")
         self.customers = []  # (token, funded card number)
+        self.card_ids = []  # the funded cards' ids on the payment service
         self.broke_card = None
         self.pets = collections.deque()
         self.accepted = []
@@ -121,10 +122,11 @@ class Load:
         t0 = time.monotonic()
         with ThreadPoolExecutor(max_workers=8) as pool:
             tokens = list(pool.map(lambda _: shop.new_customer(), range(self.n_customers)))
-            cards = list(pool.map(lambda _: shop.create_card(FUNDED_CENTS)[0],
+            cards = list(pool.map(lambda _: shop.create_card(FUNDED_CENTS),
                                   range(self.n_customers)))
             self.broke_card = shop.create_card(0)[0]
-            self.customers = list(zip(tokens, cards))
+            self.customers = [(t, number) for t, (number, _id) in zip(tokens, cards)]
+            self.card_ids = [card_id for _number, card_id in cards]
             pets = list(pool.map(self._new_pet, range(n)))
         deadline = time.monotonic() + timeout
         pending = list(pets)
