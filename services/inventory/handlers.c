@@ -275,6 +275,7 @@ static int run_command(db_conn_t *db, const svc_msg_t *m, inventory_app_t *app, 
         lc.order_id = order_id;
     inv_plan_t plan;
     memset(&plan, 0, sizeof(plan));
+    json_t *inputs = NULL; /* the decision's inputs, for its log line */
     int rc = 0;
 
     for (int attempt = 0;; attempt++) {
@@ -287,6 +288,12 @@ static int run_command(db_conn_t *db, const svc_msg_t *m, inventory_app_t *app, 
             rc = read_outcome(r, &o, &pet_ids, &unavailable, &changed, e);
         if (rc == 0)
             rc = inv_plan(cmd, order_id, &o, &plan, e);
+        if (rc == 0) {
+            json_decref(inputs);
+            inputs =
+                json_pack("{s:s,s:s,s:O?,s:O?}", "prior", inv_res_name(o.prior), "status",
+                          inv_res_name(o.status), "pet_ids", pet_ids, "unavailable", unavailable);
+        }
         db_result_free(r);
         json_decref(pet_ids);
         json_decref(unavailable);
@@ -316,10 +323,15 @@ static int run_command(db_conn_t *db, const svc_msg_t *m, inventory_app_t *app, 
                   json_pack("{s:s,s:s}", "command", cmd_names[cmd], "anomaly", plan.anomaly));
     }
     metrics_counter_add(app->commands[cmd][outcome], 1);
-    log_info(&lc, "inventory.command",
-             json_pack("{s:s,s:s,s:i}", "command", cmd_names[cmd], "reply", outcome_names[outcome],
-                       "pets_changed", (int)changed_pets));
+    /* The decision with its inputs: the reservation before and after the statement, the pets
+     * asked for and those that were not available. */
+    json_t *f = json_pack("{s:s,s:s,s:i}", "command", cmd_names[cmd], "reply",
+                          outcome_names[outcome], "pets_changed", (int)changed_pets);
+    if (f != NULL && inputs != NULL)
+        json_object_update(f, inputs);
+    log_info(&lc, "inventory.decision", f);
 out:
+    json_decref(inputs);
     inv_plan_clear(&plan);
     return rc;
 }
