@@ -1,9 +1,12 @@
 """Orders through the storefront's HTTP API, with every real process behind it: what a customer
-sees, and what happens to their money and the pets."""
+sees, and what happens to their money and the pets. After each scenario the checker
+(tests/lib/checker.py) verifies its orders against every database, the dead-letter queues and
+the audit log."""
 import threading
 import uuid
 
 import httpc
+from checker import Checker
 from petstore_env import need
 from shop import (api, balance, create_card, create_pet, ledger, new_card_number, new_customer,
                   order, petstore, pet_status, place_order, wait_status)
@@ -14,6 +17,8 @@ def test_the_happy_path_completes_debits_the_total_once_and_sells_the_pets():
     token = new_customer()
     number, card = create_card(100_000)
     pets = [create_pet(12_500), create_pet(7_500)]
+    checker = Checker()
+    checker.begin()
     r = httpc.post(api() + "/v1/orders", {"card_number": number, "pet_ids": pets}, token=token,
                    headers={"Idempotency-Key": str(uuid.uuid4())})
     assert r.status == 202
@@ -33,6 +38,7 @@ def test_the_happy_path_completes_debits_the_total_once_and_sells_the_pets():
     wait_until(lambda: all(pet_status(p) == "sold" for p in pets), what="the pets sold")
     listed = httpc.get(api() + "/v1/orders", token=token).json["items"]
     assert [o["id"] for o in listed] == [final["id"]]
+    checker.verify_ok([final["id"]])
 
 
 def declined(balance_cents, number=None, register=True, reason=None):
@@ -40,6 +46,8 @@ def declined(balance_cents, number=None, register=True, reason=None):
     if register:
         number, card = create_card(balance_cents, number)
     pet = create_pet(5_000)
+    checker = Checker()
+    checker.begin()
     oid = place_order(token, number, [pet])
     final = wait_status(token, oid)
     assert final["status"] == "CANCELLED"
@@ -49,6 +57,7 @@ def declined(balance_cents, number=None, register=True, reason=None):
     if register:
         assert balance(card) == balance_cents
     assert not any(kind == "charge" for kind, _ in ledger(oid))
+    checker.verify_ok([oid])
 
 
 def test_insufficient_funds_cancels_and_changes_no_balance():
@@ -68,6 +77,8 @@ def test_an_unknown_card_cancels_with_card_unknown():
 def test_two_orders_racing_for_one_pet_complete_exactly_one():
     pet = create_pet(3_000)
     buyers = [(new_customer(), *create_card(10_000)) for _ in range(2)]
+    checker = Checker()
+    checker.begin()
     placed = []
     go = threading.Barrier(2)
 
@@ -86,12 +97,15 @@ def test_two_orders_racing_for_one_pet_complete_exactly_one():
     assert loser["reason"] == "PET_UNAVAILABLE"
     assert sorted(balance(card) for _t, _n, card in buyers) == [7_000, 10_000]
     assert pet_status(pet) == "sold"
+    checker.verify_ok([oid for _t, oid in placed])
 
 
 def test_cancel_while_paying_refunds_or_voids_and_releases_the_pets():
     token = new_customer()
     number, card = create_card(20_000)
     pet = create_pet(4_000)
+    checker = Checker()
+    checker.begin()
     petstore("stop", "payment")
     try:
         oid = place_order(token, number, [pet])
@@ -107,12 +121,15 @@ def test_cancel_while_paying_refunds_or_voids_and_releases_the_pets():
     wait_until(lambda: pet_status(pet) == "available", what="the pet released")
     r = httpc.post(api() + f"/v1/orders/{oid}/cancel", token=token)
     assert r.status == 409, "a finished order cannot be cancelled"
+    checker.verify_ok([oid])
 
 
 def test_the_same_idempotency_key_gives_the_same_order_and_another_body_is_refused():
     token = new_customer()
     number, card = create_card(50_000)
     pet, second, other = create_pet(1_000), create_pet(500), create_pet(1_000)
+    checker = Checker()
+    checker.begin()
     key = str(uuid.uuid4())
     body = {"card_number": number, "pet_ids": [pet, second]}
     first = httpc.post(api() + "/v1/orders", body, token=token, headers={"Idempotency-Key": key})
@@ -135,12 +152,15 @@ def test_the_same_idempotency_key_gives_the_same_order_and_another_body_is_refus
     listed = httpc.get(api() + "/v1/orders", token=token).json["items"]
     assert [o["id"] for o in listed] == [final["id"]], "one order, however often it was asked for"
     assert pet_status(other) == "available"
+    checker.verify_ok([final["id"]])
 
 
 def test_http_errors_are_problem_documents():
     token = new_customer()
     url = api() + "/v1/orders"
     pet = create_pet(100)
+    checker = Checker()
+    checker.begin()
 
     def problem(r, status):
         assert r.status == status, r
@@ -168,7 +188,8 @@ def test_http_errors_are_problem_documents():
     problem(httpc.get(api() + f"/v1/orders/{uuid.uuid4()}", token=token), 404)
     taken = create_pet(100)
     number, _card = create_card(10_000)
-    wait_status(token, place_order(token, number, [taken]))
+    first = place_order(token, number, [taken])
+    wait_status(token, first)
     problem(httpc.post(url, {"card_number": number, "pet_ids": [taken]}, token=token,
                        headers={"Idempotency-Key": str(uuid.uuid4())}), 409)
     someone_else = new_customer()
@@ -178,6 +199,7 @@ def test_http_errors_are_problem_documents():
                        token=token), 401)
     assert httpc.post(api() + "/v1/pets", {"name": "x", "species": "y", "price_cents": 1},
                       token=need("ADMIN_TOKEN")).status == 202
+    checker.verify_ok([first, mine])
 
 
 def test_accounts_sign_up_sign_in_and_sign_out():

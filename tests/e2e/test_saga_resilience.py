@@ -1,6 +1,8 @@
 """The order saga's guarantees with every real process running: duplicated and reordered
 messages change nothing, a payment that never answers is compensated, and a kill -9 of any
-one process mid-flow loses no order, charges no card twice and sells no pet twice."""
+one process mid-flow loses no order, charges no card twice and sells no pet twice. After each
+scenario the checker (tests/lib/checker.py) verifies its orders, the outboxes, the dead-letter
+queues and the audit log."""
 import json
 import threading
 import uuid
@@ -11,6 +13,7 @@ import db
 from amqp import Broker, envelope
 from petstore_env import need
 import httpc
+from checker import Checker
 from shop import (api, balance, create_card, create_pet, ledger, net_charged, new_customer, order,
                   petstore, place_order, pet_status, wait_status)
 from wait import wait_until
@@ -29,6 +32,9 @@ def test_duplicated_and_reordered_messages_change_nothing():
     token = new_customer()
     number, card = create_card(100_000)
     pets = [create_pet(1500), create_pet(2500)]
+    checker = Checker()
+    checker.begin()
+    injected = []  # the re-sends with new ids: on the broker, but from no outbox
     with Broker() as broker:
         commands = broker.capture("petstore.commands", "inventory", "payment")
         events = broker.capture("petstore.events", "inventory.*", "payment.*")
@@ -48,8 +54,9 @@ def test_duplicated_and_reordered_messages_change_nothing():
                            routing_key=method.routing_key, body=body, properties=props)
         for (method, props, body) in reversed(sent + replies):
             fresh = envelope(props.type, oid)
-            broker.publish(props.type, None, exchange=method.exchange,
-                           routing_key=method.routing_key, body=body, properties=fresh)
+            injected.append(broker.publish(props.type, None, exchange=method.exchange,
+                                           routing_key=method.routing_key, body=body,
+                                           properties=fresh))
         # A marker order behind them in the same queues tells when they were all handled.
         marker = place_order(token, number, [create_pet(100)])
         wait_status(token, marker)
@@ -61,12 +68,15 @@ def test_duplicated_and_reordered_messages_change_nothing():
     inv = db.connect("inventory")
     assert db.value(inv, "SELECT count(*) FROM pets WHERE order_id = %s", oid) == 2
     inv.close()
+    checker.verify_ok([oid, marker], injected_ids=injected)
 
 
 def test_a_payment_reply_that_never_comes_is_compensated_and_a_late_charge_declined():
     token = new_customer()
     number, card = create_card(50_000)
     pet = create_pet(3000)
+    checker = Checker()
+    checker.begin()
     petstore("stop", "payment")
     try:
         oid = place_order(token, number, [pet])
@@ -95,6 +105,7 @@ def test_a_payment_reply_that_never_comes_is_compensated_and_a_late_charge_decli
     assert json.loads(body)["reason"] in ("ORDER_CLOSED", "EXPIRED")
     assert ("charge", 3000) not in ledger(oid)
     assert balance(card) == 50_000
+    checker.verify_ok([oid])
 
 
 @pytest.mark.parametrize("victim", ["inventory", "payment", "order-saga", "storefront",
@@ -106,6 +117,8 @@ def test_kill_9_of_one_process_mid_flow_loses_no_order_and_breaks_no_invariant(v
     shared = create_pet(700)  # contended: at most one order may buy it
     pets = [create_pet(1000 + i) for i in range(8)]
     orders = []
+    checker = Checker()
+    checker.begin()
 
     def shop():
         for i, pet in enumerate(pets):
@@ -143,3 +156,4 @@ def test_kill_9_of_one_process_mid_flow_loses_no_order_and_breaks_no_invariant(v
                     " 'reserved'", pets + [shared])
     assert held == 0, "no pet stays reserved once every order is finished"
     inv.close()
+    checker.verify_ok(listed)

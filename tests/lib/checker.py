@@ -392,6 +392,12 @@ class Checker:
         self.close()
         return Ledger(figures, problems, notes)
 
+    def verify_ok(self, orders, **kw):
+        """verify() for a test: the ledger, or an AssertionError carrying its text."""
+        ledger = self.verify(orders, **kw)
+        assert ledger.ok, "the checker found problems:\n" + ledger.text()
+        return ledger
+
     def _unsettled(self, ids, parked_ok):
         if not ids:
             return set()
