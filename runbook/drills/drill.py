@@ -73,8 +73,9 @@ def run_one(mod):
                     log=lambda t: ctx.say(t))
         load.prepare()
         ctx.load = load
-        checker = Checker()
-        checker.begin()
+        first = Checker()
+        snapshot = first.begin()
+        first.close()
         ctx.say(f"load starts: {load.rate:g} orders/s")
         load.start()
         time.sleep(WARMUP_S)
@@ -98,8 +99,12 @@ def run_one(mod):
                         f"{load.given_up[:3]}")
         if load.refused:
             ctx.problem(f"{len(load.refused)} orders refused: {load.refused[:3]}")
-        ledger = checker.verify(load.order_ids + ctx.state.get("orders", []), bound_s=getattr(mod, "BOUND_S", 90),
-                                poison_ids=ctx.poison_ids, injected_ids=ctx.injected_ids)
+        # A checker of its own for the verify: connections opened at begin() may not have
+        # survived the fault (PostgreSQL restarted).
+        ledger = Checker().verify(load.order_ids + ctx.state.get("orders", []),
+                                  bound_s=getattr(mod, "BOUND_S", 90),
+                                  poison_ids=ctx.poison_ids, injected_ids=ctx.injected_ids,
+                                  snapshot=snapshot)
         out("checker:")
         out("\n".join("  " + line for line in ledger.text().splitlines()))
         f = ledger.figures

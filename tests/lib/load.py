@@ -79,7 +79,7 @@ class Accepted:
 
 class Load:
     def __init__(self, rate=10.0, duration_s=60.0, customers=10, broke_share=0.05,
-                 cancel_share=0.05, workers=48, request_timeout=10.0, give_up_s=90.0,
+                 cancel_share=0.05, workers=256, request_timeout=10.0, give_up_s=90.0,
                  log=print):
         self.rate = float(rate)
         self.duration_s = float(duration_s)
