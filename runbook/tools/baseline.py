@@ -38,7 +38,6 @@ import platform
 import re
 import shlex
 import socket
-import statistics
 import subprocess
 import sys
 import threading
