@@ -524,9 +524,10 @@ out:
     free(status);
 }
 
-/* One info line per row the broker confirmed and the commit marked sent, in the message's
- * trace (its traceparent header) and order: the hop between the producer's outbox.enqueued and
- * the consumer's message.received. */
+/* One info line per row the broker confirmed, in the message's trace (its traceparent header)
+ * and order: the hop between the producer's outbox.enqueued and the consumer's
+ * message.received. Written as soon as the confirms are in, before the rows are marked sent (a
+ * failed commit republishes them; consumers dedupe), so that its time is the publish's. */
 static void log_published(const batch_t *b)
 {
     for (size_t i = 0; i < b->n; i++) {
@@ -592,6 +593,7 @@ static int relay_cycle(relay_t *r, err_t *e)
         r->isolate = 0;
         log_info(NULL, "relay.isolation_ended", json_pack("{s:i}", "rows", (int)b.n));
     }
+    log_published(&b); /* now, not after the commit: consumers have the messages already */
     if (r->duplicates && prc == 0)
         publish_again(r, &b);
     if (r->exit_after_publish)
@@ -615,7 +617,6 @@ static int relay_cycle(relay_t *r, err_t *e)
     metrics_histogram_observe(r->m_batch, (double)b.n);
     if (parked > 0)
         r->next_backlog = 0; /* show the parked gauge now */
-    log_published(&b);
     log_debug(NULL, "relay.batch",
               json_pack("{s:i,s:i,s:i,s:b}", "rows", (int)b.n, "sent", (int)sent, "failed",
                         (int)failed, "isolated", isolated));
