@@ -41,6 +41,59 @@
 
 #include "store.h"
 
+const cfg_var_t saga_cfg_vars[] = {
+    {.name = "SAGA_RESERVE_TIMEOUT_MS",
+     .kind = CFG_MS,
+     .default_value = "5000",
+     .min = 10,
+     .max = 86400000,
+     .help = "how long the saga waits for the reservation"},
+    {.name = "SAGA_PAY_TIMEOUT_MS",
+     .kind = CFG_MS,
+     .default_value = "5000",
+     .min = 10,
+     .max = 86400000,
+     .help = "how long the saga waits for the payment (also the charge's expires_at)"},
+    {.name = "SAGA_CONFIRM_TIMEOUT_MS",
+     .kind = CFG_MS,
+     .default_value = "5000",
+     .min = 10,
+     .max = 86400000,
+     .help = "first wait for the sale confirmation before sending it again"},
+    {.name = "SAGA_COMPENSATE_TIMEOUT_MS",
+     .kind = CFG_MS,
+     .default_value = "5000",
+     .min = 10,
+     .max = 86400000,
+     .help = "first wait for compensations before sending them again"},
+    {.name = "SAGA_RETRY_MAX_MS",
+     .kind = CFG_MS,
+     .default_value = "60000",
+     .min = 10,
+     .max = 86400000,
+     .help = "cap of the exponential backoff between retries"},
+    {.name = "SAGA_MAX_COMPENSATION_TRIES",
+     .kind = CFG_INT,
+     .default_value = "5",
+     .min = 1,
+     .max = 1000,
+     .help = "compensation timeouts before the saga parks in NEEDS_OPERATOR"},
+    {.name = "SAGA_MAX_CONFIRM_TRIES",
+     .kind = CFG_INT,
+     .default_value = "10",
+     .min = 1,
+     .max = 1000,
+     .help = "sale confirmation timeouts before the saga parks in NEEDS_OPERATOR"},
+    {.name = "SAGA_TIMER_POLL_MS",
+     .kind = CFG_MS,
+     .default_value = "200",
+     .min = 10,
+     .max = 60000,
+     .help = "how often the timer worker looks for due timers"},
+};
+
+const size_t saga_n_cfg_vars = sizeof(saga_cfg_vars) / sizeof(saga_cfg_vars[0]);
+
 int saga_app_new(const cfg_t *cfg, saga_app_t **out, err_t *e)
 {
     saga_app_t *app = calloc(1, sizeof(*app));
@@ -167,12 +220,17 @@ int saga_apply(db_conn_t *db, const saga_app_t *app, saga_row_t *row, const saga
         if (free_order)
             commands &= ~(unsigned)SAGA_CMD_CHARGE;
 
+        char why[512];
+        if (origin->note != NULL)
+            snprintf(why, sizeof(why), "%s (%s)", out.why, origin->note);
+        else
+            snprintf(why, sizeof(why), "%s", out.why);
         saga_save_t s = {
             .before = row,
             .next = &out.next,
             .event = saga_event_name(input.event),
             .message_id = origin->message_id,
-            .why = out.why,
+            .why = why,
             .timer = out.timer,
             .timer_ms = out.timer_ms,
             .expires_ms = app->limits.pay_timeout_ms,

@@ -49,6 +49,11 @@ typedef struct saga_app {
     metrics_gauge_t *m_parked_timers;    /* timers parked now */
 } saga_app_t;
 
+/* The saga's SAGA_* variables (timeouts, retry bounds, timer poll), for cfg_load: the
+ * orchestrator's and the saga tool's, which must arm timers as the orchestrator would. Static. */
+extern const cfg_var_t saga_cfg_vars[];
+extern const size_t saga_n_cfg_vars;
+
 /* Reads the SAGA_* variables of cfg (borrowed) and registers the metrics. *out is new (caller
  * frees with saga_app_free). ERR_NOMEM. */
 int saga_app_new(const cfg_t *cfg, saga_app_t **out, err_t *e) PETSTORE_NODISCARD;
@@ -62,6 +67,7 @@ typedef struct saga_origin {
     const char *message_id;   /* the message handled (step log, causation), or NULL */
     const trace_ctx_t *trace; /* the current span, or NULL to start a trace */
     const log_ctx_t *log;     /* trace ids for log lines, or NULL */
+    const char *note; /* appended to the machine's why in the step log ("by alice: ..."), or NULL */
 } saga_origin_t;
 
 /* Applies in to row inside the caller's transaction: on success row holds the saga as saved

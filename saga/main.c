@@ -1,61 +1,11 @@
 /* order-saga: the orchestrator of reserve -> pay -> confirm (DESIGN.md section 4).
  *
- * Wiring only: its configuration, its migrations, one consumer on saga.events whose routes are
+ * Wiring only: its configuration (saga_cfg_vars, in handlers.c: the saga tool reads the same
+ * limits), its migrations, one consumer on saga.events whose routes are
  * in handlers.c, and the timer worker of timer.c. The framework (svc.h) does the rest. */
 #include "handlers.h"
 #include "order-saga_migrations.h"
 #include "timer.h"
-
-static const cfg_var_t saga_vars[] = {
-    {.name = "SAGA_RESERVE_TIMEOUT_MS",
-     .kind = CFG_MS,
-     .default_value = "5000",
-     .min = 10,
-     .max = 86400000,
-     .help = "how long the saga waits for the reservation"},
-    {.name = "SAGA_PAY_TIMEOUT_MS",
-     .kind = CFG_MS,
-     .default_value = "5000",
-     .min = 10,
-     .max = 86400000,
-     .help = "how long the saga waits for the payment (also the charge's expires_at)"},
-    {.name = "SAGA_CONFIRM_TIMEOUT_MS",
-     .kind = CFG_MS,
-     .default_value = "5000",
-     .min = 10,
-     .max = 86400000,
-     .help = "first wait for the sale confirmation before sending it again"},
-    {.name = "SAGA_COMPENSATE_TIMEOUT_MS",
-     .kind = CFG_MS,
-     .default_value = "5000",
-     .min = 10,
-     .max = 86400000,
-     .help = "first wait for compensations before sending them again"},
-    {.name = "SAGA_RETRY_MAX_MS",
-     .kind = CFG_MS,
-     .default_value = "60000",
-     .min = 10,
-     .max = 86400000,
-     .help = "cap of the exponential backoff between retries"},
-    {.name = "SAGA_MAX_COMPENSATION_TRIES",
-     .kind = CFG_INT,
-     .default_value = "5",
-     .min = 1,
-     .max = 1000,
-     .help = "compensation timeouts before the saga parks in NEEDS_OPERATOR"},
-    {.name = "SAGA_MAX_CONFIRM_TRIES",
-     .kind = CFG_INT,
-     .default_value = "10",
-     .min = 1,
-     .max = 1000,
-     .help = "sale confirmation timeouts before the saga parks in NEEDS_OPERATOR"},
-    {.name = "SAGA_TIMER_POLL_MS",
-     .kind = CFG_MS,
-     .default_value = "200",
-     .min = 10,
-     .max = 60000,
-     .help = "how often the timer worker looks for due timers"},
-};
 
 static int saga_init(svc_t *svc, void **app, err_t *e)
 {
@@ -78,8 +28,8 @@ int main(int argc, char **argv)
     };
     svc_def_t def = {
         .name = SAGA_APP_ID,
-        .cfg_vars = saga_vars,
-        .n_cfg_vars = sizeof(saga_vars) / sizeof(saga_vars[0]),
+        .cfg_vars = saga_cfg_vars,
+        .n_cfg_vars = saga_n_cfg_vars,
         .migrations = order_saga_migrations,
         .n_migrations = order_saga_migrations_count,
         .consumers = &consumer,
