@@ -15,7 +15,11 @@ They are merged by timestamp (milliseconds; lines of one process keep their orde
 
 Hops: a message is followed by its id from the producer's outbox.enqueued to the relay's
 relay.published to each consumer's message.received, e.g.
-  order.placed.v1  storefront → relay-storefront 3 ms → order-saga 2 ms, audit 2 ms
+  order.placed.v1  storefront → relay-storefront 3 ms → order-saga 5 ms, audit 6 ms
+Both times count from the enqueue: the relay's is when the broker confirmed the publish (its
+line is written then, which can be a little after a consumer already got the message), a
+consumer's is when its message.received was written. The enqueue is logged inside the
+producer's transaction, so each includes the rest of that transaction and its commit.
 The total is the time from the order's first line to its last.
 
 The log directory is $PETSTORE_LOGS, else $PETSTORE_HOME/logs, else .petstore/logs beside the
@@ -122,7 +126,9 @@ def hops(chosen):
                  "relay_ms": None, "consumers": []}
         if h["enqueued"] and h["published"]:
             entry["relay_ms"] = ms_between(h["enqueued"], h["published"])
-        start = h["published"] or h["enqueued"]
+        # From the enqueue, not the relay's line: relay.published is written when the broker's
+        # confirm arrives, which can be after the consumer already has the message.
+        start = h["enqueued"] or h["published"]
         for r in h["received"]:
             entry["consumers"].append({"process": r["process"], "queue": r.get("queue"),
                                        "ms": ms_between(start, r) if start else None})
@@ -203,7 +209,7 @@ def main(argv):
     for l in chosen:
         print(line_text(l, width))
     print()
-    print("hops (outbox.enqueued → relay.published → message.received):")
+    print("hops (from outbox.enqueued: → relay.published confirmed → message.received):")
     for h in hop_list:
         print("  " + hop_text(h))
     print()
