@@ -61,6 +61,7 @@ What it reads, and the decisions behind it:
   whose id is not in poison_ids is a problem, named with its queue, type, failure and error.
 """
 import argparse
+import collections
 import datetime
 import json
 import os
@@ -80,10 +81,16 @@ except ImportError:  # another python3 first on the PATH: the system's has psyco
         os.execv("/usr/bin/python3", ["/usr/bin/python3", *sys.argv])
     raise
 
+import pika  # noqa: E402
+import pika.exceptions  # noqa: E402
+
 import amqp  # noqa: E402
 from petstore_env import need  # noqa: E402
 
 POLL_S = 0.2
+# What a server being restarted looks like from here: the wait asks again until its deadline.
+UNREACHABLE = (psycopg2.OperationalError, psycopg2.InterfaceError, OSError,
+               pika.exceptions.AMQPError)
 TERMINAL = ("COMPLETED", "CANCELLED")
 SERVICES = ("storefront", "inventory", "payment", "saga", "audit")
 OUTBOX_DBS = ("storefront", "inventory", "payment", "saga")
@@ -150,7 +157,7 @@ class Ledger:
                 "notes": self.notes}
 
     def text(self):
-        f = self.figures
+        f = collections.defaultdict(int, self.figures)
         cancelled = ", ".join(f"{k[len('cancelled_'):].lower()} {v}" for k, v in sorted(f.items())
                               if k.startswith("cancelled_")) or "-"
         rows = [
@@ -243,7 +250,6 @@ class Checker:
 
     def _depths(self, queues, consumers=False):
         """Exact ready counts (a passive declare), by queue; with consumers, (ready, consumers)."""
-        import pika
         out = {}
         if not queues:
             return out
@@ -303,6 +309,13 @@ class Checker:
         bindings = amqp.mgmt("bindings/petstore")
         types = {e["name"]: e["type"] for e in amqp.mgmt("exchanges/petstore?columns=name,type")}
 
+        cache = {}
+
+        def cached(exchange, key):
+            if (exchange, key) not in cache:
+                cache[(exchange, key)] = frozenset(route(exchange, key))
+            return cache[(exchange, key)]
+
         def route(exchange, key, seen=()):
             out = set()
             for b in bindings:
@@ -317,7 +330,7 @@ class Checker:
                     else:
                         out |= route(b["destination"], key, seen + (exchange,))
             return out
-        return route
+        return cached
 
     # -- begin ------------------------------------------------------------------------------
 
@@ -362,30 +375,42 @@ class Checker:
         unsettled = set(ids)
         next_dead_look = 0.0
         state = None  # what is still to be handled (see _pending_deliveries)
+        unreachable = None
         while True:
-            unsettled = self._unsettled(unsettled, parked_ok)
-            unsent = self._unsent_unparked()
-            state = self._pending_deliveries(snap, route, state)
-            if state["pending"] and time.monotonic() >= next_dead_look:
-                # a dead-lettered message is never handled: stop waiting for it
-                next_dead_look = time.monotonic() + 1.0
-                for q, ms in self.dead_letters(only_nonempty=True).items():
-                    for m in ms:
-                        state["pending"].discard((q[:-len(".dlq")], m["id"]))
-            if (not unsettled and not unsent and not state["pending"]) or \
-                    time.monotonic() >= deadline:
+            try:
+                unsettled = self._unsettled(unsettled, parked_ok)
+                unsent = self._unsent_unparked()
+                state = self._pending_deliveries(snap, route, state)
+                if state["pending"] and time.monotonic() >= next_dead_look:
+                    # a dead-lettered message is never handled: stop waiting for it
+                    next_dead_look = time.monotonic() + 1.0
+                    for q, ms in self.dead_letters(only_nonempty=True).items():
+                        for m in ms:
+                            state["pending"].discard((q[:-len(".dlq")], m["id"]))
+                unreachable = None
+                if not unsettled and not unsent and not state["pending"]:
+                    break
+            except UNREACHABLE as e:  # a server restarting: ask again until the deadline
+                unreachable = e
+                self.close()
+            if time.monotonic() >= deadline:
                 break
             time.sleep(POLL_S)
         waited = time.monotonic() - started
 
         t0 = time.monotonic()
         figures = {"orders": len(ids)}
-        sagas = self._check_orders(ids, parked_ok, figures, problems)
-        self._check_money(snap, ids, sagas, figures, problems)
-        self._check_pets(ids, sagas, figures, problems)
-        self._check_outboxes(snap, figures, problems, notes)
-        dead = self._check_dead_letters(snap, poison, figures, problems, notes)
-        self._check_messages(snap, route, dead, known, figures, problems)
+        try:
+            sagas = self._check_orders(ids, parked_ok, figures, problems)
+            self._check_money(snap, ids, sagas, figures, problems)
+            self._check_pets(ids, sagas, figures, problems)
+            self._check_outboxes(snap, figures, problems, notes)
+            dead = self._check_dead_letters(snap, poison, figures, problems, notes)
+            self._check_messages(snap, route, dead, known, figures, problems,
+                                 (state or {}).get("handled", set()))
+        except UNREACHABLE as e:
+            problems.append(f"could not read the system to check it: {e!r} (while waiting: "
+                            f"{unreachable!r})")
         figures["window_s"] = (_now() - datetime.datetime.fromisoformat(snap["at"])).total_seconds()
         figures["wait_s"] = round(waited, 3)
         figures["check_s"] = round(time.monotonic() - t0, 3)
@@ -450,7 +475,7 @@ class Checker:
         Each poll reads only outbox rows above each database's frontier (every row at or below
         it was sent and routed already) and asks the consumers only about what is pending."""
         if state is None:
-            state = {"frontier": dict(snap["outbox_hwm"]), "pending": set()}
+            state = {"frontier": dict(snap["outbox_hwm"]), "pending": set(), "handled": set()}
         for s in OUTBOX_DBS:
             rows = self.q(s, "SELECT id, message_id::text, exchange, routing_key, "
                              "sent_at IS NOT NULL AS sent FROM outbox WHERE id > %s ORDER BY id",
@@ -469,6 +494,7 @@ class Checker:
         for q, ms in by_queue.items():
             for m in self._handled(q, ms):
                 state["pending"].discard((q, m))
+                state["handled"].add((q, m))
         return state
 
     # -- the checks -------------------------------------------------------------------------
@@ -696,14 +722,18 @@ class Checker:
                          f"begin")
         return {(q[:-len(".dlq")], m["id"]) for q, ms in dead.items() for m in ms}
 
-    def _check_messages(self, snap, route, dead, known, figures, problems):
+    def _check_messages(self, snap, route, dead, known, figures, problems, seen_handled):
         rows = self._window_rows(snap)
         by_queue = {}
         for r in rows:
             r["queues"] = route(r["exchange"], r["routing_key"]) if r["sent"] else set()
             for q in r["queues"]:
                 by_queue.setdefault(q, set()).add(r["message_id"])
-        handled = {q: self._handled(q, ms) for q, ms in by_queue.items()}
+        # What the wait saw handled stays handled (inboxes and the audit log are only purged
+        # after days): ask only about the rest.
+        handled = {q: {m for m in ms if (q, m) in seen_handled} for q, ms in by_queue.items()}
+        for q, ms in by_queue.items():
+            handled[q] |= self._handled(q, ms - handled[q])
         figures.update(events=0, audited=0, commands=0, commands_handled=0, routed=0,
                        deliveries=0, lost=0, undelivered=0, duplicated=0, unexpected=0)
         missed = []
@@ -770,7 +800,8 @@ class Checker:
                 problems.append(f"duplicated: {type_} of {key} version {version} published as "
                                 f"{len(ms)} messages ({', '.join(sorted(ms))})")
         # Unexpected: audit rows of the window that no outbox produced.
-        candidates = [r["m"] for r in audit if r["m"] not in known]
+        window_ids = {r["message_id"] for r in rows}
+        candidates = [r["m"] for r in audit if r["m"] not in known and r["m"] not in window_ids]
         produced = set()
         if candidates:
             for s in OUTBOX_DBS:
@@ -778,7 +809,7 @@ class Checker:
                     s, "SELECT message_id::text AS m FROM outbox "
                        "WHERE message_id = ANY(%s::uuid[])", candidates)}
         for r in audit:
-            if r["m"] in known or r["m"] in produced:
+            if r["m"] in known or r["m"] in produced or r["m"] in window_ids:
                 continue
             figures["unexpected"] += 1
             problems.append(f"unexpected: audit recorded {r['m']} ({r['type']}, order "
