@@ -12,9 +12,9 @@
  *      runs out, and append the second audit row, confirmed or not-confirmed;
  *   4. report: one line per saga (or --json), exit 0 only when every saga was confirmed.
  *
- * The commands the step sends continue the order's trace: their parent is the newest
- * traceparent among the order's outbox rows, so ./petstore trace finds the operator's step in
- * the order's story. */
+ * The commands the step sends continue the order's trace: their parent is the traceparent of
+ * the order's first outbox row, so ./petstore trace finds the operator's step in the order's
+ * story. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -101,12 +101,17 @@ static void print_text(const json_t *doc, const char *last_line, const char *wai
     printf("  created %s, %zu pet(s), total %lld.%02lld, card ****%s\n", str(saga, "created_at"),
            json_array_size(json_object_get(saga, "pet_ids")), total / 100, total % 100,
            str(saga, "card_last4"));
-    printf("  trace");
     size_t i, k;
     json_t *it;
-    json_array_foreach(traces, i, it) printf(" %s", json_string_value(it));
-    printf("%s\n",
-           json_array_size(traces) ? "" : " - (no message of the order left in the outbox)");
+    if (json_array_size(traces) == 0)
+        printf("  trace - (no message of the order left in the outbox)\n");
+    else
+        printf("  trace %s (the order's)\n", json_string_value(json_array_get(traces, 0)));
+    if (json_array_size(traces) > 1) {
+        printf("  other traces (steps fired by the saga's timers):");
+        json_array_foreach(traces, i, it) if (i > 0) printf(" %s", json_string_value(it));
+        printf("\n");
+    }
 
     printf("\nsteps (received: the message that caused the step; sent: what the step wrote)\n");
     size_t n_steps = json_array_size(steps);
@@ -117,6 +122,9 @@ static void print_text(const json_t *doc, const char *last_line, const char *wai
                (long long)json_integer_value(json_object_get(it, "version")), str(it, "event"),
                from ? from : "-", str(it, "to"), str(it, "why"));
         const char *msg = opt(it, "message_id");
+        const json_t *after = i + 1 < n_steps ? json_array_get(steps, i + 1) : NULL;
+        if (msg && after && opt(after, "message_id") && strcmp(opt(after, "message_id"), msg) == 0)
+            msg = NULL; /* one message, two steps (order.placed creates and starts the saga) */
         if (msg && strncmp(str(it, "event"), "operator_", 9) == 0)
             printf("        operator action %s\n", msg);
         else if (msg)

@@ -83,7 +83,7 @@ static const db_stmt_t show_stmt = {
 static const db_stmt_t traceparent_stmt = {
     .name = "sagatool_traceparent",
     .sql = "SELECT traceparent FROM outbox WHERE correlation_id = $1::text"
-           " AND traceparent IS NOT NULL ORDER BY id DESC LIMIT 1",
+           " AND traceparent IS NOT NULL ORDER BY id LIMIT 1",
     .nparams = 1,
 };
 

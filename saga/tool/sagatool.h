@@ -162,7 +162,9 @@ int sagatool_query_list(sagatool_ctx_t *c, const sagatool_filter_t *f, json_t **
  * sent (the saga's outbox rows for it), actions (the audit). ERR_NOTFOUND without a saga. */
 int sagatool_query_show(sagatool_ctx_t *c, const char *order_id, json_t **out, err_t *e);
 
-/* The newest traceparent among the order's outbox rows into out ("" when none). */
+/* The order's trace: the traceparent of its first outbox row (a child of order.placed's) into
+ * out ("" when none). Timer steps start traces of their own; an operator's step continues the
+ * order's. */
 int sagatool_query_traceparent(sagatool_ctx_t *c, const char *order_id, char *out, size_t n,
                                err_t *e);
 
