@@ -6,7 +6,7 @@ import time
 
 NAME = "rabbitmq-down"
 SUMMARY = "RabbitMQ down 30 s while orders keep arriving: the door answers 202, all drains after"
-LOAD_S = 45
+LOAD_S = 65
 BOUND_S = 120
 DOWN_S = 30
 
