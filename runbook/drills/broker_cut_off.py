@@ -94,6 +94,12 @@ def inject(ctx):
         ctx.inject(f"{VICTIM} noticed after {noticed:.1f} s: /readyz not ready")
     time.sleep(MORE_S)
     reconnect(ctx)
+    t1 = time.monotonic()
+    while time.monotonic() - t1 < NOTICE_S and not ready(VICTIM):
+        time.sleep(0.3)
+    if ready(VICTIM):
+        ctx.state["back_s"] = time.monotonic() - t1
+        ctx.inject(f"{VICTIM} reconnected by itself after {ctx.state['back_s']:.1f} s: ready")
 
 
 def reconnect(ctx):
@@ -123,5 +129,7 @@ def heal(ctx):
 
 
 def check(ctx, load):
+    if ctx.state.get("back_s") is None:
+        ctx.problem(f"{VICTIM} did not reconnect by itself within {NOTICE_S} s of the heal")
     if ctx.state.get("noticed_s") is None:
         ctx.problem(f"{VICTIM} never reported the broker lost (/readyz stayed 200)")

@@ -55,12 +55,13 @@ def inject(ctx):
 
 def end(ctx):
     for c in ctx.state.pop("conns", []):
+        dbname = c.info.dbname
         try:
             c.rollback()
             c.close()
         except Exception:
             pass
-        ctx.inject(f"rolled back and closed the idle transaction in {c.info.dbname}")
+        ctx.inject(f"rolled back and closed the idle transaction in {dbname}")
 
 
 def heal(ctx):
