@@ -366,6 +366,8 @@ def write_report(path, args, sampler, accepted, rejected, post_ms, times, unfini
         f"- date: {started.strftime('%Y-%m-%d %H:%M:%S %Z')}",
         f"- machine: {machine()}",
         f"- commit: {commit()}",
+        f"- system: PETSTORE_HOME={os.environ.get('PETSTORE_HOME', '(default .petstore/)')}, "
+        f"storefront {os.environ.get('PETSTORE_API', '?')}",
         f"- load: {args.rate:g} orders/s for {args.seconds:g} s, open loop "
         f"(tests/lib/load.py); {accepted} accepted, {rejected} refused or given up",
         f"- samples: {sampler.n}, one a second; orders of the run finished: {len(times)}, "

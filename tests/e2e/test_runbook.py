@@ -152,7 +152,7 @@ def check(where, command, env, drills):
         check_tool_verb([LAUNCHER, cmd], argv[2] if len(argv) > 2 else None, env, where)
         return
     ok(run([LAUNCHER, cmd, "--help"], env), f"{where}: ./petstore {cmd} --help")
-    if cmd == "drill" and len(argv) > 2 and argv[2] not in ("list", "all"):
+    if cmd == "drill" and len(argv) > 2 and argv[2] not in ("list", "all", "--help", "-h"):
         assert argv[2] in drills, f"{where}: drill {argv[2]} is not in ./petstore drill list"
     elif cmd == "psql" and "-c" in argv:
         sql = argv[argv.index("-c") + 1]
