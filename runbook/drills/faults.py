@@ -66,8 +66,11 @@ def pid_of(name):
     try:
         pid = int(open(os.path.join(need("PETSTORE_HOME"), "run", name + ".pid")).read())
         os.kill(pid, 0)
+        with open(f"/proc/{pid}/stat") as f:
+            if f.read().rsplit(")", 1)[1].split()[0] == "Z":  # killed, not reaped yet
+                return None
         return pid
-    except (OSError, ValueError):
+    except (OSError, ValueError, IndexError):
         return None
 
 

@@ -4,9 +4,7 @@ killed consumer's unacknowledged batch is redelivered and its inbox makes the re
 harmless; a killed relay's claimed rows are published again (duplicates by message id, never a
 loss); a killed orchestrator's timers are rows and fire after the restart; the storefront's
 clients retry refused connections with their Idempotency-Key."""
-import signal
-
-from faults import process_table
+from faults import pid_of, process_table
 
 NAME = "sigkill-daemons"
 SUMMARY = "each daemon killed with SIGKILL mid-load and started again, one after the other"
@@ -17,8 +15,9 @@ DOWN_S = 1.0  # how long each one stays dead
 
 def inject(ctx):
     for name, _kind in process_table():
-        pid = ctx.signal(name, signal.SIGKILL)
-        ctx.inject(f"SIGKILL {name} (pid {pid})")
+        pid = pid_of(name)
+        ctx.launcher("kill", name)
+        ctx.inject(f"SIGKILL {name} (pid {pid}): petstore kill {name}")
         ctx.sleep(DOWN_S)
         ctx.launcher("start", name)
         ctx.inject(f"started {name} again: ready")
