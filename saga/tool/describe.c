@@ -104,6 +104,11 @@ int sagatool_confirmed(saga_event_t ev, const sagatool_progress_t *p)
 {
     if (p->unsent > 0)
         return 0;
+    /* compensate asks for the order to be undone: that has happened once the saga is finished
+     * (CANCELLED), not at the first acknowledgement while another compensation (a refund) is
+     * still pending. */
+    if (ev == SAGA_EV_OPERATOR_COMPENSATE)
+        return saga_status_terminal(p->state.status);
     if (p->reply_after || saga_status_terminal(p->state.status))
         return 1;
     return ev == SAGA_EV_OPERATOR_RETRY && p->timer_armed && p->state.status != SAGA_NEEDS_OPERATOR;
