@@ -195,15 +195,22 @@ static void test_an_action_is_confirmed_only_once_published_and_moved_on(void **
     /* Not published yet: nothing counts. */
     assert_false(sagatool_confirmed(SAGA_EV_OPERATOR_RETRY, &p));
     p.unsent = 0;
-    /* Published, timer armed: a retry is done, a resume waits for a reply. */
+    /* Published, timer armed: every verb still waits for the step's reply. */
+    assert_false(sagatool_confirmed(SAGA_EV_OPERATOR_RETRY, &p));
+    assert_false(sagatool_confirmed(SAGA_EV_OPERATOR_RESUME, &p));
+    assert_false(sagatool_confirmed(SAGA_EV_OPERATOR_COMPENSATE, &p));
+    /* A reply came: the re-sent step happened. Resume and compensate undo or finish the
+     * order, which one acknowledgement of two does not. */
+    p.reply_after = 1;
     assert_true(sagatool_confirmed(SAGA_EV_OPERATOR_RETRY, &p));
     assert_false(sagatool_confirmed(SAGA_EV_OPERATOR_RESUME, &p));
     assert_false(sagatool_confirmed(SAGA_EV_OPERATOR_COMPENSATE, &p));
-    p.reply_after = 1;
-    assert_true(sagatool_confirmed(SAGA_EV_OPERATOR_RESUME, &p));
     p.reply_after = 0;
     p.state.status = SAGA_CANCELLED;
+    assert_true(sagatool_confirmed(SAGA_EV_OPERATOR_RESUME, &p));
     assert_true(sagatool_confirmed(SAGA_EV_OPERATOR_COMPENSATE, &p));
+    p.state.status = SAGA_COMPLETED;
+    assert_true(sagatool_confirmed(SAGA_EV_OPERATOR_RESUME, &p));
     /* Parked again: not what anyone asked for. */
     p.state = (saga_state_t){SAGA_NEEDS_OPERATOR, SAGA_REASON_TIMEOUT, SAGA_PENDING_RELEASE, 3};
     p.timer_armed = 0;
