@@ -104,14 +104,13 @@ int sagatool_confirmed(saga_event_t ev, const sagatool_progress_t *p)
 {
     if (p->unsent > 0)
         return 0;
-    /* compensate asks for the order to be undone: that has happened once the saga is finished
-     * (CANCELLED), not at the first acknowledgement while another compensation (a refund) is
-     * still pending. */
-    if (ev == SAGA_EV_OPERATOR_COMPENSATE)
+    /* compensate asks for the order to be undone and resume for what was parked to be finished:
+     * both have happened once the saga is finished, not at the first acknowledgement while
+     * another compensation (a refund) is still pending. */
+    if (ev == SAGA_EV_OPERATOR_COMPENSATE || ev == SAGA_EV_OPERATOR_RESUME)
         return saga_status_terminal(p->state.status);
-    if (p->reply_after || saga_status_terminal(p->state.status))
-        return 1;
-    return ev == SAGA_EV_OPERATOR_RETRY && p->timer_armed && p->state.status != SAGA_NEEDS_OPERATOR;
+    /* retry re-sends one step: it happened when its reply came (or the saga finished). */
+    return p->reply_after || saga_status_terminal(p->state.status);
 }
 
 void sagatool_pending_text(const sagatool_progress_t *p, char *out, size_t n)

@@ -24,10 +24,10 @@
  *
  * "Confirmed" means: every outbox row the action wrote was published by the relay (sent_at set,
  * or the row already deleted by the relay's retention, which only deletes sent rows) and the
- * saga moved on as expected: for compensate a finished saga (CANCELLED: every compensation
- * acknowledged, not only the first); for resume a later step caused by a reply, or a finished
- * saga; for retry the same, or the saga still waiting with its timer armed (the command is out
- * and the timer will act if no reply comes). sagatool_confirmed says it.
+ * saga moved on as expected: for compensate and resume a finished saga (CANCELLED, or
+ * COMPLETED for a resumed confirmation: every re-sent command acknowledged, not only the first);
+ * for retry a later step caused by a reply to the re-sent step, or a finished saga (a command
+ * that is out with the timer armed has not yet happened). sagatool_confirmed says it.
  *
  * Files: main.c (the command table, configuration), opts.c and describe.c (pure: the command
  * line, durations, what a saga waits for, the last line of show; unit-tested), common.c (exit
