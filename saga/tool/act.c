@@ -273,8 +273,10 @@ static void confirm(sagatool_ctx_t *c, const sagatool_args_t *a, saga_event_t ev
             sagatool_pending_text(&last[k], now, sizeof(now));
         it->outcome = "not-confirmed";
         char detail[sizeof(it->detail)];
-        snprintf(detail, sizeof(detail), "sent, not confirmed within %ds: %s", a->wait_s,
-                 read[k] ? now : it->detail);
+        int len = snprintf(detail, sizeof(detail), "sent, not confirmed within %ds: %s", a->wait_s,
+                           read[k] ? now : it->detail);
+        if (len < 0 || (size_t)len >= sizeof(detail)) /* cut: the start says it all */
+            detail[sizeof(detail) - 1] = '\0';
         memcpy(it->detail, detail, sizeof(detail));
         it->done = 1;
         audit(c, a, it, read[k] ? last[k].version : 0, "not-confirmed", it->detail);
