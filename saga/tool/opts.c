@@ -9,6 +9,8 @@
 #include <string.h>
 
 #include "sagatool.h"
+
+#include "duration.h"
 #include "uuid.h"
 
 enum {
@@ -50,53 +52,6 @@ int sagatool_verb_writes(const char *verb)
 {
     unsigned o;
     return opts_of(verb, &o) == 0 && (o & O_REASON) != 0;
-}
-
-int sagatool_parse_duration_ms(const char *s, long long *out, err_t *e)
-{
-    if (s == NULL || *s == '\0')
-        return err_set(e, ERR_INVALID, "empty duration (write e.g. 30s, 5m, 2h, 1d)");
-    long long total = 0;
-    const char *p = s;
-    while (*p) {
-        if (!isdigit((unsigned char)*p))
-            return err_set(e, ERR_INVALID, "\"%s\" is not a duration (write e.g. 30s, 5m, 2h, 1d)",
-                           s);
-        errno = 0;
-        char *end;
-        long long n = strtoll(p, &end, 10);
-        if (errno != 0 || n > 1000000000LL)
-            return err_set(e, ERR_INVALID, "\"%s\": number too large", s);
-        long long unit;
-        if (strncmp(end, "ms", 2) == 0) {
-            unit = 1;
-            end += 2;
-        } else if (*end == 's') {
-            unit = 1000;
-            end++;
-        } else if (strncmp(end, "min", 3) == 0) {
-            unit = 60000;
-            end += 3;
-        } else if (*end == 'm') {
-            unit = 60000;
-            end++;
-        } else if (*end == 'h') {
-            unit = 3600000;
-            end++;
-        } else if (*end == 'd') {
-            unit = 86400000;
-            end++;
-        } else {
-            return err_set(e, ERR_INVALID,
-                           "\"%s\": a number needs a unit (ms, s, m, h or d), e.g. 30s", s);
-        }
-        total += n * unit;
-        if (total > 100LL * 365 * 86400000)
-            return err_set(e, ERR_INVALID, "\"%s\": more than a hundred years", s);
-        p = end;
-    }
-    *out = total;
-    return 0;
 }
 
 void sagatool_format_duration(long long ms, char *out, size_t n)
@@ -157,7 +112,7 @@ static int set_option(sagatool_args_t *a, unsigned bit, const char *flag, const 
         a->has_state = 1;
         return 0;
     case O_STUCK:
-        return sagatool_parse_duration_ms(val, &a->stuck_for_ms, e);
+        return duration_parse_ms(val, &a->stuck_for_ms, e);
     case O_NEEDS:
         a->needs_operator = 1;
         return 0;

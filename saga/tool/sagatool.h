@@ -84,9 +84,6 @@ int sagatool_args_parse(const char *verb, int argc, char **argv, int first, saga
 /* Whether verb changes sagas (retry, compensate, resume). */
 int sagatool_verb_writes(const char *verb);
 
-/* "30s", "5m", "2h", "1d", "500ms", "1h30m" -> milliseconds. ERR_INVALID otherwise. */
-int sagatool_parse_duration_ms(const char *s, long long *out, err_t *e);
-
 /* ms as a short text: "850 ms", "12 s", "5 min", "3 h", "2 d". */
 void sagatool_format_duration(long long ms, char *out, size_t n);
 

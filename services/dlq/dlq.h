@@ -74,8 +74,6 @@ typedef struct dlq_args {
 int dlq_args_parse(int argc, char **argv, int first, dlq_args_t *a, err_t *e);
 void dlq_args_free(dlq_args_t *a);
 
-/* "30s", "5m", "2h", "1d", "500ms", "1h30m" -> milliseconds. ERR_INVALID otherwise. */
-int dlq_parse_duration_ms(const char *s, long long *out, err_t *e);
 /* RFC 3339 ("2026-12-05T01:00:00Z", fractions and +hh:mm offsets allowed) or a duration ago
  * relative to now -> seconds since the epoch. ERR_INVALID otherwise. */
 int dlq_parse_time(const char *s, time_t now, time_t *out, err_t *e);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "dlq.h"
+#include "duration.h"
 
 static char *keep(dlq_args_t *a, char *s)
 {
@@ -80,48 +81,6 @@ static int load_manifest(dlq_args_t *a, const char *file, err_t *e)
     return rc;
 }
 
-int dlq_parse_duration_ms(const char *s, long long *out, err_t *e)
-{
-    if (s == NULL || *s == '\0')
-        return err_set(e, ERR_INVALID, "empty duration (write e.g. 30s, 5m, 2h, 1d)");
-    long long total = 0;
-    const char *p = s;
-    while (*p) {
-        if (!isdigit((unsigned char)*p))
-            return err_set(e, ERR_INVALID, "\"%s\" is not a duration (write e.g. 30s, 5m, 2h, 1d)",
-                           s);
-        errno = 0;
-        char *end;
-        long long n = strtoll(p, &end, 10);
-        if (errno != 0 || n > 1000000000LL)
-            return err_set(e, ERR_INVALID, "\"%s\": number too large", s);
-        long long unit;
-        if (strncmp(end, "ms", 2) == 0) {
-            unit = 1;
-            end += 2;
-        } else if (*end == 's') {
-            unit = 1000;
-            end++;
-        } else if (*end == 'm') {
-            unit = 60000;
-            end++;
-        } else if (*end == 'h') {
-            unit = 3600000;
-            end++;
-        } else if (*end == 'd') {
-            unit = 86400000;
-            end++;
-        } else {
-            return err_set(e, ERR_INVALID,
-                           "\"%s\": a number needs a unit (ms, s, m, h or d), e.g. 30s", s);
-        }
-        total += n * unit;
-        p = end;
-    }
-    *out = total;
-    return 0;
-}
-
 /* Days from 1970-01-01 to y-m-d (proleptic Gregorian). */
 static long long days_from_civil(long long y, unsigned m, unsigned d)
 {
@@ -146,7 +105,7 @@ int dlq_parse_time_ms(const char *s, int64_t now_ms, int64_t *out, err_t *e)
 {
     long long ms;
     err_t ignore;
-    if (s != NULL && dlq_parse_duration_ms(s, &ms, &ignore) == 0) {
+    if (s != NULL && duration_parse_ms(s, &ms, &ignore) == 0) {
         *out = now_ms - ms;
         return 0;
     }
@@ -269,7 +228,7 @@ int dlq_args_parse(int argc, char **argv, int first, dlq_args_t *a, err_t *e)
             if (load_manifest(a, val, e) != 0)
                 return e->code;
         } else if (strcmp(flag, "--older-than") == 0) {
-            if (dlq_parse_duration_ms(val, &a->sel.older_than_ms, e) != 0)
+            if (duration_parse_ms(val, &a->sel.older_than_ms, e) != 0)
                 return e->code;
         } else if (strcmp(flag, "--to") == 0) {
             a->to = val;
@@ -289,7 +248,7 @@ int dlq_args_parse(int argc, char **argv, int first, dlq_args_t *a, err_t *e)
                 return e->code;
             a->canary = (long)d;
         } else if (strcmp(flag, "--canary-wait") == 0) {
-            if (dlq_parse_duration_ms(val, &a->canary_wait_ms, e) != 0)
+            if (duration_parse_ms(val, &a->canary_wait_ms, e) != 0)
                 return e->code;
         } else if (strcmp(flag, "--limit") == 0) {
             if (number(flag, val, 1, &d, e) != 0)

@@ -1,4 +1,4 @@
-/* The dead-letter tool's pure parts: the command line, times and durations, what a dead letter
+/* The dead-letter tool's pure parts: the command line, times, what a dead letter
  * says (class, origin, group, authenticity), masking, and selection. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -9,26 +9,6 @@
 #include <cmocka.h>
 
 #include "dlq.h"
-
-static void durations(void **state)
-{
-    (void)state;
-    long long ms;
-    err_t e;
-    assert_int_equal(dlq_parse_duration_ms("30s", &ms, &e), 0);
-    assert_int_equal(ms, 30000);
-    assert_int_equal(dlq_parse_duration_ms("1h30m", &ms, &e), 0);
-    assert_int_equal(ms, 5400000);
-    assert_int_equal(dlq_parse_duration_ms("500ms", &ms, &e), 0);
-    assert_int_equal(ms, 500);
-    assert_int_equal(dlq_parse_duration_ms("2d", &ms, &e), 0);
-    assert_int_equal(ms, 172800000);
-    assert_int_equal(dlq_parse_duration_ms("5", &ms, &e), ERR_INVALID);
-    assert_non_null(strstr(e.msg, "unit"));
-    assert_int_equal(dlq_parse_duration_ms("", &ms, &e), ERR_INVALID);
-    assert_int_equal(dlq_parse_duration_ms("abc", &ms, &e), ERR_INVALID);
-    assert_int_equal(dlq_parse_duration_ms("-5s", &ms, &e), ERR_INVALID);
-}
 
 static void times(void **state)
 {
@@ -325,11 +305,15 @@ static void queue_names(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(durations),         cmocka_unit_test(times),
-        cmocka_unit_test(arguments),         cmocka_unit_test(a_consumers_dead_letter),
-        cmocka_unit_test(refusals),          cmocka_unit_test(a_replay_that_failed_again),
-        cmocka_unit_test(moved_by_the_tool), cmocka_unit_test(rabbitmqs_own_dead_letter),
-        cmocka_unit_test(selection),         cmocka_unit_test(queue_names),
+        cmocka_unit_test(times),
+        cmocka_unit_test(arguments),
+        cmocka_unit_test(a_consumers_dead_letter),
+        cmocka_unit_test(refusals),
+        cmocka_unit_test(a_replay_that_failed_again),
+        cmocka_unit_test(moved_by_the_tool),
+        cmocka_unit_test(rabbitmqs_own_dead_letter),
+        cmocka_unit_test(selection),
+        cmocka_unit_test(queue_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

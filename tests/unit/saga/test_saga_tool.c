@@ -1,6 +1,6 @@
 /* Unit tests of the saga tool's pure parts: the command line (what each verb accepts and
- * requires), durations, what a saga waits for, the last line of show, and when an operator's
- * action counts as confirmed. */
+ * requires), durations as text, what a saga waits for, the last line of show, and when an
+ * operator's action counts as confirmed. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -23,28 +23,6 @@ static int parse(sagatool_args_t *a, err_t *e, int argc, char **argv)
 #define PARSE(a, e, ...)                                                                           \
     parse((a), (e), (int)(sizeof((char *[]){__VA_ARGS__}) / sizeof(char *)),                       \
           (char *[]){__VA_ARGS__})
-
-static void test_durations_accept_units_and_sums_and_refuse_the_rest(void **state)
-{
-    (void)state;
-    long long ms;
-    err_t e;
-    assert_int_equal(sagatool_parse_duration_ms("30s", &ms, &e), 0);
-    assert_int_equal(ms, 30000);
-    assert_int_equal(sagatool_parse_duration_ms("5m", &ms, &e), 0);
-    assert_int_equal(ms, 300000);
-    assert_int_equal(sagatool_parse_duration_ms("5min", &ms, &e), 0);
-    assert_int_equal(ms, 300000);
-    assert_int_equal(sagatool_parse_duration_ms("1h30m", &ms, &e), 0);
-    assert_int_equal(ms, 5400000);
-    assert_int_equal(sagatool_parse_duration_ms("2d", &ms, &e), 0);
-    assert_int_equal(ms, 172800000);
-    assert_int_equal(sagatool_parse_duration_ms("250ms", &ms, &e), 0);
-    assert_int_equal(ms, 250);
-    const char *bad[] = {"", "30", "s", "-5s", "5x", "1.5h", "5 m"};
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        assert_int_equal(sagatool_parse_duration_ms(bad[i], &ms, &e), ERR_INVALID);
-}
 
 static void test_durations_print_in_a_readable_unit(void **state)
 {
@@ -243,7 +221,6 @@ static void test_each_write_verb_is_an_operator_input_of_the_machine(void **stat
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_durations_accept_units_and_sums_and_refuse_the_rest),
         cmocka_unit_test(test_durations_print_in_a_readable_unit),
         cmocka_unit_test(test_a_write_verb_requires_a_reason),
         cmocka_unit_test(test_a_write_verb_takes_orders_or_selectors_but_not_both),
