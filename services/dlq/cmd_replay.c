@@ -89,12 +89,14 @@ static int came_back_elsewhere(dlq_ctx_t *c, const dlq_run_t *r, char *where, si
     return found;
 }
 
-/* Watches for wait_ms whether a copy of this run comes back. 1 when one did (why in where). */
-static int canary_failed(dlq_ctx_t *c, dlq_run_t *r, long long wait_ms, char *where, size_t n)
+/* Watches for wait_ms whether a copy of this run comes back: among the messages taken after
+ * the first `from` (acks take one now and then too, see walk.c). 1 when one did (why in where). */
+static int canary_failed(dlq_ctx_t *c, dlq_run_t *r, size_t from, long long wait_ms, char *where,
+                         size_t n)
 {
     int64_t deadline = dlq_now_ms() + wait_ms;
     for (;;) {
-        size_t before = r->w.n, added = 0;
+        size_t before = from, added = 0;
         err_t e;
         if (dlq_walk_more(&r->w, &added, &e) == 0)
             for (size_t k = before; k < r->w.n; k++)
@@ -103,6 +105,7 @@ static int canary_failed(dlq_ctx_t *c, dlq_run_t *r, long long wait_ms, char *wh
                              r->w.msgs[k].klass, r->w.msgs[k].error);
                     return 1;
                 }
+        from = r->w.n;
         if (dlq_now_ms() >= deadline || dlq_stop)
             break;
         dlq_sleep_until(dlq_now_ms() + 200 < deadline ? dlq_now_ms() + 200 : deadline, &r->w);
@@ -159,7 +162,7 @@ int dlq_cmd_replay(dlq_ctx_t *c, dlq_args_t *a)
     int rc = 0;
     if (a->canary > 0 && r.n_selected > 0) {
         /* The canaries are the first K that can be replayed (refused ones are only counted). */
-        size_t k = 0, replayable = 0;
+        size_t k = 0, replayable = 0, taken = r.w.n;
         while (k < r.n_selected && replayable < (size_t)a->canary) {
             const dlq_msg_t *m = &r.w.msgs[r.selected[k++]];
             replayable += m->refusal[0] == '\0' && (rp.to_exchange || m->routing_key[0]);
@@ -174,7 +177,7 @@ int dlq_cmd_replay(dlq_ctx_t *c, dlq_args_t *a)
                 if (t.detail[0] == '\0')
                     snprintf(t.detail, sizeof(t.detail), "no canary could be replayed; stopped");
                 first = r.n_selected;
-            } else if (canary_failed(c, &r, wait, where, sizeof(where))) {
+            } else if (canary_failed(c, &r, taken, wait, where, sizeof(where))) {
                 t.canary = "failed";
                 snprintf(t.detail, sizeof(t.detail), "canary failed: %s; the rest is untouched",
                          where);

@@ -130,6 +130,7 @@ typedef struct dlq_walk {
     dlq_msg_t *msgs;
     size_t n, cap;
     unsigned char *settled; /* per message: acknowledged (gone) */
+    unsigned unsynced;      /* acks sent since the broker last proved it applied them */
 } dlq_walk_t;
 
 /* Opens a connection and takes up to max messages (0: as many as the queue holds now) from
@@ -137,7 +138,9 @@ typedef struct dlq_walk {
 int dlq_walk_open(const char *amqp_url, const char *queue, size_t max, dlq_walk_t *w, err_t *e);
 /* Takes messages that arrived since (for the canary watch): appends them to w. */
 int dlq_walk_more(dlq_walk_t *w, size_t *added, err_t *e);
-/* Removes message i from the queue (acknowledges it). */
+/* Removes message i from the queue (acknowledges it). Every DLQ_ACK_SYNC_EVERY acks it waits
+ * until the broker has applied the earlier ones (see walk.c: a quorum queue may forget acks
+ * otherwise); a message that arrived meanwhile may be taken then, and is appended to w. */
 int dlq_walk_ack(dlq_walk_t *w, size_t i, err_t *e);
 /* Gives every message not acknowledged back, in the order taken, and closes. NULL-safe. */
 void dlq_walk_close(dlq_walk_t *w);

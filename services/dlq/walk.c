@@ -1,5 +1,17 @@
 /* walk: taking a dead-letter queue's messages one by one and giving back what was not settled.
- * See dlq.h for why this never loses a message and keeps the order of those not selected. */
+ * See dlq.h for why this never loses a message and keeps the order of those not selected.
+ *
+ * Acknowledgements and quorum queues. basic.ack has no answer, and RabbitMQ 3.10's quorum queue
+ * client (rabbit_fifo_client, inside the broker's channel) holds back the acks of a channel
+ * that has 32 or more commands not yet applied by the queue, to send them once the queue
+ * catches up; when the channel closes first they are forgotten, and the queue gives those
+ * messages back with the rest (rabbitmq-server issue 10327). A run that acknowledges a burst of
+ * messages and closes right away (purge, or a replay while the broker is busy) then reports
+ * them removed while they come back to the .dlq a moment later. So every DLQ_ACK_SYNC_EVERY
+ * acks the walk does one basic.get on the queue: it goes through the queue's log after the
+ * acks sent before it, so its answer means they were applied, and the channel never gets near
+ * the limit. Such a basic.get may take a message that arrived meanwhile: it is appended to the
+ * walk like dlq_walk_more's (not selected; given back at close, after the others). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,6 +19,8 @@
 
 #include "dlq.h"
 #include "log.h"
+
+#define DLQ_ACK_SYNC_EVERY 16 /* well under the 32 commands a quorum queue channel holds */
 
 static int grow(dlq_walk_t *w, err_t *e)
 {
@@ -95,8 +109,16 @@ int dlq_walk_ack(dlq_walk_t *w, size_t i, err_t *e)
     if (w->settled[i])
         return 0;
     int rc = mq_ack(w->conn, w->msgs[i].d->delivery_tag, 0, e);
+    if (rc != 0)
+        return rc;
+    w->settled[i] = 1;
+    if (++w->unsynced < DLQ_ACK_SYNC_EVERY)
+        return 0;
+    /* The answer of a basic.get on the queue: every ack before it is applied (see above). */
+    size_t added = 0;
+    rc = take(w, 1, &added, e);
     if (rc == 0)
-        w->settled[i] = 1;
+        w->unsynced = 0;
     return rc;
 }
 
@@ -113,6 +135,10 @@ void dlq_walk_close(dlq_walk_t *w)
     if (w == NULL)
         return;
     err_t e;
+    /* The last acks applied before the channel goes (see above); what it takes goes back too. */
+    size_t added = 0;
+    if (w->unsynced > 0 && mq_ok(w->conn) && take(w, 1, &added, &e) == 0)
+        w->unsynced = 0;
     /* One requeue per message, in the order taken: they go back to the head of the queue in
      * that order, ahead of anything that arrived meanwhile. */
     /* When the connection is gone the broker returns the rest itself. */
