@@ -16,7 +16,10 @@ import json
 import time
 import uuid
 
+import pika
+
 from amqp import Broker, envelope
+from petstore_env import need
 
 NAME = "poison-and-handler-bug"
 SUMMARY = "handler bug dead-letters a type, a malformed message too; fixed, re-driven with dlq"
@@ -26,6 +29,18 @@ BUG_S = 8
 BUG_TYPE = "payment.charged.v1"
 HOOK = "PETSTORE_FAULT_HANDLER_FAIL_TYPE"
 POISON_QUEUE = "inventory.commands.dlq"
+BUG_QUEUE = "audit.events.dlq"
+WATCH_S = 3  # after the replay: dead letters given back by the broker reappear within that
+
+
+def ready(queue):
+    """Messages ready in queue, exactly (a passive declare; the management API's unacknowledged
+    count lags by seconds and would still show what the replay held)."""
+    conn = pika.BlockingConnection(pika.URLParameters(need("AMQP_URL")))
+    try:
+        return conn.channel().queue_declare(queue, passive=True).method.message_count
+    finally:
+        conn.close()
 
 
 def inject(ctx):
@@ -50,18 +65,18 @@ def inject(ctx):
         time.sleep(0.5)
     ctx.say(f"dead letters: {dl}")
     ctx.state["dead_before_replay"] = dl
-    # Replay, then monitor: a dead letter that shows up after the replay (svc_consumer.c: a
-    # dead letter may reach its .dlq twice) is replayed too; each round is reported.
-    for rnd in range(1, 4):
-        out = ctx.launcher("dlq", "replay", "audit.events.dlq", "--type", BUG_TYPE, timeout=120)
-        ctx.inject(f"dlq replay audit.events.dlq --type {BUG_TYPE}: {out.strip()[-300:]}")
-        time.sleep(2)
-        left = ctx.dead_letters().get("audit.events.dlq", 0)
-        if not left:
-            break
-        ctx.say(f"NOTE: {left} dead letters of the bug appeared in audit.events.dlq after "
-                f"replay round {rnd}")
-        ctx.state["late_dead_letters"] = ctx.state.get("late_dead_letters", 0) + left
+    out = ctx.launcher("dlq", "replay", "audit.events.dlq", "--type", BUG_TYPE, timeout=120)
+    ctx.inject(f"dlq replay audit.events.dlq --type {BUG_TYPE}: {out.strip()[-300:]}")
+    # One replay must be enough: a dead letter that shows up after it (as when the broker forgot
+    # the tool's acks, services/dlq/walk.c) is a problem, not a reason to replay again.
+    late = 0
+    deadline = time.monotonic() + WATCH_S
+    while time.monotonic() < deadline:
+        late = max(late, ready(BUG_QUEUE))
+        time.sleep(0.2)
+    ctx.state["late_dead_letters"] = late
+    if late:
+        ctx.say(f"{late} dead letters of the bug are back in {BUG_QUEUE} after the replay")
 
 
 def fix(ctx):
@@ -81,9 +96,15 @@ def check(ctx, load):
         ctx.problem("the handler bug dead-lettered nothing into audit.events.dlq")
     if not dl.get(POISON_QUEUE):
         ctx.problem(f"the malformed message did not reach {POISON_QUEUE}")
+    if ctx.state.get("late_dead_letters"):
+        ctx.problem(f"{ctx.state['late_dead_letters']} dead letters of the bug came back to "
+                    f"{BUG_QUEUE} after one dlq replay had reported 0 left")
 
 
 def after(ctx):
+    if ctx.state.get("late_dead_letters"):  # the drill failed already; clean up for the next one
+        out = ctx.launcher("dlq", "replay", BUG_QUEUE, "--type", BUG_TYPE, check=False)
+        ctx.inject(f"dlq replay {BUG_QUEUE} --type {BUG_TYPE} (again): {out.strip()[-200:]}")
     for mid in ctx.poison_ids:
         out = ctx.launcher("dlq", "purge", POISON_QUEUE, "--id", mid, "--yes", check=False)
         ctx.inject(f"dlq purge {POISON_QUEUE} --id {mid} --yes: {out.strip()[-200:]}")
