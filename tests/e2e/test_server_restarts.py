@@ -101,10 +101,12 @@ def test_pooled_connections_that_died_unseen_are_replaced_within_the_request(fir
         # Every HTTP thread did meet its dead connection, and replaced it within the request.
         assert len(sf.log_lines("db.reconnected")) >= HTTP_THREADS
     finally:
-        sf.stop()
-        proxy.close()
-        wait_until(lambda: all(ready(d) for d in DAEMONS), timeout=90,
-                   what="every daemon ready again after the postgres restart")
+        try:
+            sf.stop()  # kills it if it does not drain, so the next test does not inherit it
+        finally:
+            proxy.close()
+            wait_until(lambda: all(ready(d) for d in DAEMONS), timeout=90,
+                       what="every daemon ready again after the postgres restart")
 
 
 def test_a_daemon_started_right_after_a_broker_restart_waits_for_the_queues_policies():

@@ -45,10 +45,21 @@ class Storefront:
         with open(self.log_path) as f:
             return [line for line in f if f'"message":"{message}"' in line]
 
-    def stop(self):
-        """SIGTERM; asserts a clean drain."""
+    def stop(self, drain_s=20):
+        """SIGTERM; asserts a clean drain within drain_s. A process that does not drain in time
+        is killed before the assertion fails: left running, its consumers would keep the
+        messages they prefetched from the queues it shares with the system under test, and
+        the tests after this one would wait in vain for what those messages carry."""
         self.proc.terminate()
         try:
-            assert self.proc.wait(timeout=20) == 0, "a clean drain on SIGTERM"
+            code = self.proc.wait(timeout=drain_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            code = None
         finally:
             self.log.close()
+        with open(self.log_path) as f:
+            tail = f.read()[-2000:]
+        assert code is not None, f"no clean drain within {drain_s} s of SIGTERM (killed):\n{tail}"
+        assert code == 0, f"a clean drain on SIGTERM, not exit {code}:\n{tail}"
