@@ -9,7 +9,8 @@ import psycopg2
 import pytest
 
 import db
-from amqp import Broker, envelope, get_all, queue_info
+from amqp import Broker, envelope, queue_info
+from daemons import wait_dead_letters
 from petstore_env import binary
 from wait import wait_until
 
@@ -162,11 +163,7 @@ def test_poison_is_dead_lettered_with_its_failure_and_changes_nothing(inv):
     broker.publish("x", None, exchange="petstore.commands", routing_key="inventory",
                    body=b"{}", properties=unknown)
 
-    def dead():
-        return [m for m in get_all("inventory.commands.dlq", broker)]
-    seen = {}
-    wait_until(lambda: seen.update({p.message_id: (p, b) for _m, p, b in dead()})
-               or set(ids) <= set(seen), what="the poison in inventory.commands.dlq")
+    seen = dead_lettered(broker, list(ids))
     for mid, failure in ids.items():
         props, _body = seen[mid]
         assert props.headers["x-petstore-failure-class"] == failure
@@ -211,13 +208,11 @@ def settle_after(broker, cap):
     return cap.settle(0.3)
 
 
-def dead_lettered(broker, message_ids):
-    """Waits for the messages in inventory.commands.dlq; returns {message_id: (props, body)}."""
-    seen = {}
-    wait_until(lambda: seen.update({p.message_id: (p, b)
-                                    for _m, p, b in get_all("inventory.commands.dlq", broker)})
-               or set(message_ids) <= set(seen), what="the poison in inventory.commands.dlq")
-    return seen
+def dead_lettered(_broker, message_ids):
+    """Waits for the messages in inventory.commands.dlq and takes them, and only them, out of it;
+    returns {message_id: (props, body)}."""
+    return {mid: got[0] for mid, got in
+            wait_dead_letters("inventory.commands.dlq", message_ids).items()}
 
 
 def test_a_repeated_reserve_of_a_rejected_order_names_the_same_pets(inv):

@@ -2,12 +2,14 @@
 PostgreSQL with one database and one role per service."""
 import os
 import pathlib
+import uuid
 
 import pika
 import pytest
 
 import db
 from amqp import mgmt
+from daemons import wait_dead_letters
 from petstore_env import need
 from wait import wait_until
 
@@ -52,14 +54,23 @@ def test_work_queues_are_quorum_with_dead_lettering_by_policy(queue):
 
 
 def test_a_service_user_may_publish_but_not_read_another_services_queue():
+    # The probe (no type) reaches audit.events through the audit fanout, whose consumer
+    # dead-letters it as unknown-type: it carries a message id so that the test takes exactly
+    # that dead letter out of audit.events.dlq again.
+    probe = str(uuid.uuid4())
     conn = pika.BlockingConnection(pika.URLParameters(need("INVENTORY_AMQP_URL")))
     ch = conn.channel()
     ch.confirm_delivery()
-    ch.basic_publish("petstore.events", "inventory.test_probe", b"{}", mandatory=False)
-    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as refused:
-        ch.basic_get("payment.commands")
-    assert refused.value.reply_code == 403
-    conn.close()
+    ch.basic_publish("petstore.events", "inventory.test_probe", b"{}",
+                     pika.BasicProperties(message_id=probe), mandatory=False)
+    try:
+        with pytest.raises(pika.exceptions.ChannelClosedByBroker) as refused:
+            ch.basic_get("payment.commands")
+        assert refused.value.reply_code == 403
+    finally:
+        conn.close()
+        dead = wait_dead_letters("audit.events.dlq", [probe])
+    assert dead[probe][0][0].headers["x-petstore-failure-class"] == "unknown-type"
 
 
 def test_a_dead_letter_reaches_the_queues_dlq():
