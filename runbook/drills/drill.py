@@ -40,7 +40,8 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 
 DRILLS = ["sigkill_daemons", "rabbitmq_restart", "rabbitmq_down", "postgres_restart",
           "postgres_down", "payment_frozen", "memory_alarm", "duplicate_storm",
-          "poison_and_handler_bug", "open_transaction", "broker_cut_off"]
+          "poison_and_handler_bug", "open_transaction", "broker_cut_off",
+          "database_cut_off"]
 WARMUP_S = 3.0
 TAIL_S = 3.0
 
