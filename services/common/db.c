@@ -219,15 +219,25 @@ static int is_config_failure(const char *msg)
 int db_open_ex(const char *conninfo, const db_opts_t *opts, db_conn_t **out, err_t *e)
 {
     /* Keywords before dbname are defaults the conninfo (expanded from dbname) may override;
-     * keywords after it override the conninfo. The encoding is not negotiable. */
-    const char *keys[5];
-    const char *values[5];
+     * keywords after it override the conninfo. The encoding is not negotiable. The TCP
+     * keepalives and user timeout bound how long a silent network can hold a call (db.h). */
+    static const char *const tcp_keys[] = {"keepalives", "keepalives_idle", "keepalives_interval",
+                                           "keepalives_count", "tcp_user_timeout"};
+    static const char *const tcp_values[] = {"1", DB_KEEPALIVES_IDLE_S, DB_KEEPALIVES_INTERVAL_S,
+                                             DB_KEEPALIVES_COUNT, DB_TCP_USER_TIMEOUT_MS};
+    enum { N_TCP = sizeof(tcp_keys) / sizeof(tcp_keys[0]) };
+    const char *keys[5 + N_TCP];
+    const char *values[5 + N_TCP];
     char timeout[16];
     int k = 0;
     snprintf(timeout, sizeof(timeout), "%d",
              opts != NULL && opts->connect_timeout_s > 0 ? opts->connect_timeout_s : 5);
     keys[k] = "connect_timeout";
     values[k++] = timeout;
+    for (size_t i = 0; i < N_TCP; i++) {
+        keys[k] = tcp_keys[i];
+        values[k++] = tcp_values[i];
+    }
     if (opts != NULL && opts->application_name != NULL && opts->application_name[0] != '\0') {
         keys[k] = "application_name";
         values[k++] = opts->application_name;

@@ -44,6 +44,27 @@
  * Connections that carry session state of their own (LISTEN, session SETs: the workers') must not
  * use it: the new session would silently lack that state; they reconnect through their owner.
  *
+ * A silent network. Every connection is opened with TCP keepalives and a TCP user timeout, as
+ * defaults that the conninfo's own keywords (key=value or postgresql:// URI parameters) override,
+ * like connect_timeout (5 s, db_opts_t):
+ *   keepalives=1 keepalives_idle=5 keepalives_interval=2 keepalives_count=3
+ *   tcp_user_timeout=10000 (milliseconds)
+ * Without them a network that silently drops packets (a partition, a firewall, a dead middlebox
+ * between a daemon and a database on another server) holds a call for as long as the kernel
+ * retransmits (about 15 minutes with tcp_retries2=15), and an idle connection never notices:
+ * the worker stays blocked, /readyz keeps saying ready and SIGTERM's drain cannot finish. With
+ * them, the kernel aborts a connection whose sent data (a statement, a COMMIT, a keepalive probe)
+ * stays unacknowledged for 10 s: the call in flight fails within about 10 s, an idle connection
+ * about 11 s after it last heard from the server (probes at 5, 7, 9 and 11 s; Linux ends it at
+ * the first unanswered probe past the user timeout), with ERR_RETRY and no SQLSTATE (a lost
+ * connection, which the workers treat as transient), and the connection is marked broken. A
+ * long-running statement is not affected: the server's kernel acknowledges the statement and
+ * answers the keepalive probes while the backend works, and libpq sends nothing while it waits for
+ * the result. The values are fixed here rather than configured: a DATABASE_URL that needs others
+ * says so itself, e.g. "host=db1 ... tcp_user_timeout=30000" or
+ * "postgresql://db1/payment?tcp_user_timeout=30000". Over a Unix-domain socket they are ignored
+ * (nothing can drop packets there).
+ *
  * SQL at debug level. When debug lines are enabled (log_enabled(LOG_DEBUG), checked before
  * anything is built, so the cost at info level is one branch), every db_exec, db_exec_idempotent,
  * db_exec_sql and db_exec_batch writes one "db.query" line: the statement's name (or, for a
@@ -86,6 +107,13 @@ typedef struct db_stmt {
 } db_stmt_t;
 
 #define DB_SECRET(n) (1u << ((n)-1))
+
+/* The TCP defaults of every connection (see "A silent network" above), as libpq keyword
+ * values. */
+#define DB_KEEPALIVES_IDLE_S "5"
+#define DB_KEEPALIVES_INTERVAL_S "2"
+#define DB_KEEPALIVES_COUNT "3"
+#define DB_TCP_USER_TIMEOUT_MS "10000"
 
 /* Connection options; a zeroed struct (or NULL) means the defaults. */
 typedef struct db_opts {
