@@ -132,7 +132,8 @@ def inject(ctx):
         time.sleep(0.3)
     if ready(VICTIM):
         ctx.state["back_s"] = time.monotonic() - t1
-        ctx.inject(f"{VICTIM} reconnected by itself after {ctx.state['back_s']:.1f} s: ready")
+        how = "reconnected by itself" if noticed is not None else "still ready"
+        ctx.inject(f"{VICTIM} {how} {ctx.state['back_s']:.1f} s after the heal: ready")
     else:
         ctx.say(f"{VICTIM} not ready {BACK_S} s after the heal: {failing_checks(VICTIM)}")
 
