@@ -7,8 +7,21 @@ How: as broker-cut-off does, with a cgroup and a table of its own. The cgroup v1
 controller (mounted at /sys/fs/cgroup/net_cls if it is not) tags the process's packets with a
 class id once it is moved into the cgroup petstore-dbcut (moving a process re-tags its existing
 sockets too), and an nftables table petstore_dbcut drops, on the output hook, TCP packets of that
-class to PostgreSQL's port ($PGPORT). A statement in flight is then never acknowledged, an idle
-connection hears nothing, and a new connection's SYNs are dropped.
+class to PostgreSQL's port ($PGPORT) and, on the input hook, what the server sends to the ports of
+the connections the process had when it was cut (an arriving packet carries no socket class at the
+input hook: over loopback the kernel has not looked its socket up yet). A statement in flight is
+then never acknowledged, an idle connection hears nothing, and a new connection's SYNs are
+dropped. (A port freed by the cut could in principle be reused by another daemon's new
+connection during the hold; the ephemeral range makes that unlikely, and the heal ends it.)
+
+Why both directions, where broker-cut-off drops only what the process sends: a packet dropped on
+the local output hook never left, so TCP counts it as not sent (local congestion) and probes with
+its persist timer instead of retransmitting; every segment that still arrives from the server
+(the server retransmitting a result whose acknowledgement was dropped) then restarts that timer's
+TCP_USER_TIMEOUT clock, and the process may go on waiting well past the user timeout. A real
+partition loses the server's packets too, and a packet lost on the wire is retransmitted under
+the user timeout however many duplicate acknowledgements arrive: dropping both ways is the cut
+as the process sees it.
 
 What it proves: the service notices within NOTICE_S (its /readyz turns not ready: a worker's
 statement fails when the connection's TCP user timeout or keepalives give up, db.h), the cut is
@@ -22,6 +35,7 @@ find a healthy system) and the drill FAILs. Where the kernel or the permissions 
 cut (not root, no nft, no net_cls controller), the drill says why and is SKIPPED."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -73,6 +87,16 @@ def pg_port():
     return os.environ.get("PETSTORE_PG_PORT") or os.environ["PGPORT"]
 
 
+def local_ports(pid, port):
+    """The local ports of the process's TCP connections to the server's port."""
+    out = sh("ss", "-tnpH", f"( dport = :{port} )").stdout
+    ports = []
+    for line in out.splitlines():
+        if f"pid={pid}," in line:
+            ports.append(line.split()[3].rsplit(":", 1)[1])
+    return sorted(set(ports))
+
+
 def preflight(ctx):
     if os.geteuid() != 0:
         raise Skip("not root: cannot load nftables rules or move a process between cgroups")
@@ -103,14 +127,22 @@ def inject(ctx):
     sh("nft", "add", "chain", "inet", TABLE, "out",
        "{ type filter hook output priority 0; policy accept; }")
     sh("nft", "add", "rule", "inet", TABLE, "out", "meta", "cgroup", CLASSID, "tcp", "dport",
-       port, "drop")
+       port, "counter", "drop")
     with open(CGROUP + "/cgroup.procs", "w") as f:
         f.write(str(pid))
     ctx.state["moved"] = pid
+    # From here on no new connection of the process gets through (its SYNs are dropped), so the
+    # ports of its connections to the server are known: drop what the server sends to them.
+    ports = local_ports(pid, port)
+    sh("nft", "add", "chain", "inet", TABLE, "in",
+       "{ type filter hook input priority 0; policy accept; }")
+    if ports:
+        sh("nft", "add", "rule", "inet", TABLE, "in", "tcp", "sport", port, "tcp", "dport",
+           "{ " + ", ".join(ports) + " }", "counter", "drop")
     t0 = time.monotonic()
     ctx.window("cut", t0)
-    ctx.inject(f"cut {VICTIM} (pid {pid}) off from PostgreSQL: net_cls {CLASSID}, "
-               f"nft drop tcp dport {port}")
+    ctx.inject(f"cut {VICTIM} (pid {pid}) off from PostgreSQL: net_cls {CLASSID}, nft drop tcp "
+               f"dport {port} out, sport {port} in to its {len(ports)} connections")
     noticed = None
     while time.monotonic() - t0 < NOTICE_S:
         if not ready(VICTIM):
@@ -140,8 +172,12 @@ def inject(ctx):
 
 def reconnect(ctx):
     if ctx.state.pop("table", False):
+        listed = sh("nft", "list", "table", "inet", TABLE, check=False).stdout
+        dropped = re.findall(r"(sport|dport) \d+ (?:tcp dport \{[^}]*\} )?counter packets (\d+)",
+                             listed)
         sh("nft", "delete", "table", "inet", TABLE, check=False)
-        ctx.inject(f"deleted the nftables table {TABLE}")
+        ctx.inject(f"deleted the nftables table {TABLE} (packets dropped: "
+                   f"{', '.join(f'{d} {n}' for d, n in dropped) or '?'})")
     pid = ctx.state.pop("moved", None)
     if pid is not None:
         try:
