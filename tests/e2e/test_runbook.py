@@ -32,7 +32,8 @@ LAUNCHER = os.path.join(ROOT, "petstore")
 PY = "/usr/bin/python3"
 DRILL_NAMES = ("sigkill-daemons", "rabbitmq-restart", "rabbitmq-down", "postgres-restart",
                "postgres-down", "payment-frozen", "memory-alarm", "duplicate-storm",
-               "poison-and-handler-bug", "open-transaction", "broker-cut-off")
+               "poison-and-handler-bug", "open-transaction", "broker-cut-off",
+               "database-cut-off")
 
 
 def runbook_files():
