@@ -12,7 +12,6 @@ Then the operator's procedure: the bug is fixed (audit restarted without the hoo
 letters of the bug are re-driven with `dlq replay audit.events.dlq --type payment.charged.v1`,
 the checker verifies (the poison, and only it, may stay in its .dlq: poison_ids) and finally the
 poison is purged with `dlq purge inventory.commands.dlq --id ID --yes`."""
-import json
 import time
 import uuid
 
