@@ -260,7 +260,7 @@ static void confirm(sagatool_ctx_t *c, const sagatool_args_t *a, saga_event_t ev
                 open++;
             }
         }
-        if (open == 0 || sagatool_now_ms() >= until || sagatool_stop)
+        if (open == 0 || sagatool_now_ms() >= until || interrupt_requested)
             break;
         sagatool_sleep_ms(POLL_MS);
     }
@@ -353,13 +353,13 @@ int sagatool_act(sagatool_ctx_t *c, sagatool_args_t *a)
 
     int64_t started = sagatool_now_ms();
     size_t applied = 0;
-    for (size_t k = 0; k < n && !sagatool_stop; k++) {
+    for (size_t k = 0; k < n && !interrupt_requested; k++) {
         if (a->rate > 0) {
             int64_t at = started + (int64_t)((double)k * 1000.0 / a->rate);
             int64_t wait = at - sagatool_now_ms();
             if (wait > 0)
                 sagatool_sleep_ms(wait);
-            if (sagatool_stop)
+            if (interrupt_requested)
                 break;
         }
         if (a->dry_run)

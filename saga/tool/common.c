@@ -1,6 +1,5 @@
 /* common: what every verb of the saga tool uses: failures and usage errors with what to do,
- * JSON output, the clock, pacing, and the signals that stop a write verb between sagas. */
-#include <signal.h>
+ * JSON output, the clock and pacing (the signals that stop a write verb are interrupt.h's). */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,8 +7,6 @@
 #include <time.h>
 
 #include "sagatool.h"
-
-volatile int sagatool_stop = 0;
 
 int sagatool_usage(const char *fmt, ...)
 {
@@ -60,28 +57,11 @@ void sagatool_sleep_ms(int64_t ms)
     int64_t until = sagatool_now_ms() + ms;
     for (;;) {
         int64_t left = until - sagatool_now_ms();
-        if (left <= 0 || sagatool_stop)
+        if (left <= 0 || interrupt_requested)
             return;
         if (left > 100)
             left = 100;
         struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)left * 1000000L};
         nanosleep(&ts, NULL);
     }
-}
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    sagatool_stop = 1;
-}
-
-void sagatool_signals(void)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
 }

@@ -172,7 +172,7 @@ int main(int argc, char **argv)
     if (gethostname(c.host, sizeof(c.host)) != 0)
         snprintf(c.host, sizeof(c.host), "unknown");
     c.host[sizeof(c.host) - 1] = '\0';
-    sagatool_signals();
+    interrupt_install();
 
     int status;
     if (saga_app_new(cfg, &c.app, &e) != 0) {

@@ -42,6 +42,7 @@
 
 #include "db.h"
 #include "err.h"
+#include "interrupt.h"
 #include "machine.h"
 
 /* Exit statuses. */
@@ -194,9 +195,8 @@ int sagatool_usage(const char *fmt, ...) PETSTORE_PRINTF(1, 2);
 void sagatool_print_json(const json_t *j);
 int64_t sagatool_now_ms(void);
 void sagatool_sleep_ms(int64_t ms);
-/* Set by SIGINT/SIGTERM: a write verb stops before its next saga. */
-extern volatile int sagatool_stop;
-void sagatool_signals(void);
+/* SIGINT/SIGTERM set interrupt_requested (interrupt.h): a write verb stops before its next
+ * saga. */
 
 /* ---- the verbs ----------------------------------------------------------------------------- */
 

@@ -35,7 +35,7 @@ int dlq_cmd_purge(dlq_ctx_t *c, dlq_args_t *a)
     }
     dlq_progress_t p;
     dlq_progress_start(&p, "purge", r.n_selected);
-    for (size_t k = 0; k < r.n_selected && !dlq_stop; k++) {
+    for (size_t k = 0; k < r.n_selected && !interrupt_requested; k++) {
         err_t e;
         if (dlq_walk_ack(&r.w, r.selected[k], &e) != 0) {
             snprintf(t.detail, sizeof(t.detail), "%s", e.msg);

@@ -106,7 +106,7 @@ static int canary_failed(dlq_ctx_t *c, dlq_run_t *r, size_t from, long long wait
                     return 1;
                 }
         from = r->w.n;
-        if (dlq_now_ms() >= deadline || dlq_stop)
+        if (dlq_now_ms() >= deadline || interrupt_requested)
             break;
         dlq_sleep_until(dlq_now_ms() + 200 < deadline ? dlq_now_ms() + 200 : deadline, &r->w);
     }
@@ -169,7 +169,7 @@ int dlq_cmd_replay(dlq_ctx_t *c, dlq_args_t *a)
         }
         rc = dlq_send(c, &r, pub, 0, k, a->rate, started, 0, build, &rp, &t, &p, &e);
         first = k;
-        if (rc == 0 && !dlq_stop) {
+        if (rc == 0 && !interrupt_requested) {
             char where[400] = "";
             long long wait = a->canary_wait_ms > 0 ? a->canary_wait_ms : 5000;
             if (t.done == 0) {
@@ -187,7 +187,7 @@ int dlq_cmd_replay(dlq_ctx_t *c, dlq_args_t *a)
             }
         }
     }
-    if (rc == 0 && first < r.n_selected && !dlq_stop)
+    if (rc == 0 && first < r.n_selected && !interrupt_requested)
         rc = dlq_send(c, &r, pub, first, r.n_selected, a->rate, started, first, build, &rp, &t, &p,
                       &e);
     dlq_progress_end(&p);

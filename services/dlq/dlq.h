@@ -24,6 +24,7 @@
 
 #include "db.h"
 #include "err.h"
+#include "interrupt.h"
 #include "mq.h"
 #include "mq_consume.h"
 #include "mq_publish.h"
@@ -162,9 +163,7 @@ void dlq_progress_end(dlq_progress_t *p);
 int64_t dlq_now_ms(void);
 /* Sleeps until ms (monotonic, dlq_now_ms), keeping w alive; returns early on SIGINT/SIGTERM. */
 void dlq_sleep_until(int64_t ms, dlq_walk_t *w);
-/* Set by SIGINT/SIGTERM: the run stops after the batch in hand. */
-extern volatile int dlq_stop;
-void dlq_signals(void);
+/* SIGINT/SIGTERM set interrupt_requested (interrupt.h): the run stops after the batch in hand. */
 
 /* ---- run.c: a verb's selection and sending ------------------------------------------------- */
 

@@ -148,7 +148,7 @@ int main(int argc, char **argv)
     if (gethostname(c.host, sizeof(c.host)) != 0)
         snprintf(c.host, sizeof(c.host), "unknown");
     c.host[sizeof(c.host) - 1] = '\0';
-    dlq_signals();
+    interrupt_install();
 
     int status;
     if (cmd == NULL) {

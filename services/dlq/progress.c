@@ -1,31 +1,11 @@
-/* progress: the progress line of a long run (on a terminal only), the clock, waiting, and the
- * signals that stop a run after the batch in hand. */
-#include <signal.h>
+/* progress: the progress line of a long run (on a terminal only), the clock and waiting (the
+ * signals that stop a run are interrupt.h's). */
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "dlq.h"
-
-volatile int dlq_stop = 0;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    dlq_stop = 1;
-}
-
-void dlq_signals(void)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-}
 
 int64_t dlq_now_ms(void)
 {
@@ -39,7 +19,7 @@ void dlq_sleep_until(int64_t ms, dlq_walk_t *w)
     int64_t last_keepalive = dlq_now_ms();
     for (;;) {
         int64_t now = dlq_now_ms();
-        if (now >= ms || dlq_stop)
+        if (now >= ms || interrupt_requested)
             return;
         int64_t step = ms - now < 100 ? ms - now : 100;
         struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)step * 1000000L};

@@ -120,7 +120,7 @@ int dlq_send(dlq_ctx_t *c, dlq_run_t *r, mq_conn_t *pub, size_t from, size_t to,
     int status[BATCH];
     size_t k = from;
     size_t sent = sent_before;
-    while (k < to && !dlq_stop) {
+    while (k < to && !interrupt_requested) {
         size_t n = 0;
         while (k < to && n < batch) {
             const dlq_msg_t *m = &r->w.msgs[r->selected[k]];
@@ -189,7 +189,7 @@ int dlq_finish(dlq_ctx_t *c, dlq_args_t *a, dlq_run_t *r, const char *verb, dlq_
 {
     double elapsed = (double)(dlq_now_ms() - started_ms) / 1000.0;
     size_t left = t->selected - t->done;
-    int complete = left == 0 && !dlq_stop;
+    int complete = left == 0 && !interrupt_requested;
     const char *outcome = complete ? "done" : t->done > 0 ? "partial" : "nothing done";
     json_t *counts =
         json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:s}", "selected", (json_int_t)t->selected, "done",
