@@ -271,3 +271,44 @@ def test_a_replay_on_a_terminal_shows_its_progress():
         assert re.search(r"\d+ ?(s|min|m|h)\b[^\r\n]*\bleft", text), ("time left", text)
     finally:
         dlq.cleanup("audit.events.dlq", ids)
+
+
+def test_a_replay_asked_to_stop_ends_after_the_batch_in_hand_and_says_what_is_left():
+    """SIGTERM (interrupt.h): the tool finishes the batch it is sending, acknowledges exactly
+    what was confirmed, reports a partial run (exit 1) with its counts, and leaves the rest in
+    the .dlq; nothing is lost or replayed twice."""
+    conn = db.connect("audit")
+    ids = dlq.fill("audit.events.dlq", STATUS, [dlq.status_changed() for _ in range(1000)])
+    try:
+        proc = dlq.spawn("replay", "audit.events", "--id", dlq.ids_arg(ids),
+                         "--to", ":audit.events", "--rate", "250")
+        try:
+            wait_until(lambda: proc.poll() is not None or audit_recorded(conn, ids) >= 100,
+                       timeout=30, what="100 replayed messages recorded by audit")
+            assert proc.poll() is None, ("the replay ended before it was asked to stop",
+                                         proc.communicate())
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+        assert proc.returncode == 1, (proc.returncode, out, err)
+        summary = json.loads(out)
+        counts = summary.get("counts", summary)
+        assert 100 <= counts["done"] < len(ids), counts
+        assert counts["left"] == len(ids) - counts["done"], counts
+
+        state = {}
+
+        def settled():
+            state["log"] = recorded_ids(conn, ids)
+            state["dlq"] = dlq.present("audit.events.dlq", ids)
+            return len(state["log"]) == counts["done"] and \
+                len(state["dlq"]) == counts["left"]
+        wait_until(settled, timeout=30, interval=0.5,
+                   what="the replayed ones in the event log, the rest in the .dlq")
+        assert state["log"].isdisjoint(state["dlq"]) and state["log"] | state["dlq"] == set(ids)
+    finally:
+        dlq.cleanup("audit.events.dlq", ids)
+        conn.close()
