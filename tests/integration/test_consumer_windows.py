@@ -5,7 +5,11 @@ confirmed and before the ack, and a dead-letter publish that fails. In each, not
 messages are recognised by the inbox: counted as duplicates, their handler not run again).
 
 Each test runs its own audit consumers (the system's steps aside, and is back at the end) and
-queues its messages before the first one starts, so that they reach it as one batch."""
+queues its messages before the first one starts, so that they usually reach it as one batch.
+Usually, not always: a batch is what is already waiting when its first delivery arrives, and the
+broker may send the first delivery alone. So the tests do not count on one batch: the crash hits
+the first batch, whatever it holds, and what it committed is exactly what the restarted consumer
+must recognise as duplicates; the rest it must handle once."""
 import db
 from daemons import (audit_daemon, audit_recorded, publish_events, publish_poison, ready_count,
                      replacing, take_dead_letters, wait_dead_letters)
@@ -36,8 +40,9 @@ def test_a_crash_after_the_commit_before_the_ack_redelivers_the_batch_and_applie
     with replacing("audit"):
         ids = publish_events(10)
         crash_at("PETSTORE_FAULT_CONSUMER_EXIT_AFTER_COMMIT", "exit-after-commit")
-        assert audit_recorded(conn, ids) == 10, "the batch committed before the exit"
-        assert inbox_rows(conn, ids) == 10
+        committed = audit_recorded(conn, ids)
+        assert committed >= 1, "the first batch committed before the exit"
+        assert inbox_rows(conn, ids) == committed
         wait_until(lambda: ready_count("audit.events") >= 10,
                    what="the unacknowledged batch back in audit.events")
 
@@ -45,10 +50,12 @@ def test_a_crash_after_the_commit_before_the_ack_redelivers_the_batch_and_applie
         try:
             again.wait_ready("the restarted consumer ready")
             wait_until(lambda: again.metric(CONSUMED, queue="audit.events",
-                                            outcome="duplicate") == 10,
-                       what="every redelivered message recognised by the inbox")
-            assert again.metric(CONSUMED, queue="audit.events", outcome="ok") == 0, \
-                "no handler ran a second time"
+                                            outcome="duplicate") == committed
+                       and again.metric(CONSUMED, queue="audit.events",
+                                        outcome="ok") == 10 - committed,
+                       what="the committed messages recognised by the inbox, the rest handled")
+            assert again.metric(CONSUMED, queue="audit.events", outcome="duplicate") == \
+                committed, "no committed message handled a second time"
             assert audit_recorded(conn, ids) == 10
             assert inbox_rows(conn, ids) == 10
         finally:
@@ -64,7 +71,7 @@ def test_a_crash_after_the_dead_letter_confirm_before_the_ack_loses_nothing():
         crash_at("PETSTORE_FAULT_CONSUMER_EXIT_AFTER_DEAD_LETTER", "exit-after-dead-letter")
         first = wait_dead_letters("audit.events.dlq", [poison])
         assert len(first[poison]) == 1, "dead-lettered and confirmed before the exit"
-        assert audit_recorded(conn, good) == 3
+        committed = audit_recorded(conn, good)  # those of the good messages in the first batch
         wait_until(lambda: ready_count("audit.events") >= 4,
                    what="the unacknowledged batch, poison included, back in audit.events")
 
@@ -76,9 +83,11 @@ def test_a_crash_after_the_dead_letter_confirm_before_the_ack_loses_nothing():
             headers = second[poison][0][0].headers
             assert headers["x-petstore-failure-class"] == "unknown-type"
             wait_until(lambda: again.metric(CONSUMED, queue="audit.events",
-                                            outcome="duplicate") == 3,
-                       what="the good messages recognised by the inbox")
-            assert again.metric(CONSUMED, queue="audit.events", outcome="ok") == 0
+                                            outcome="duplicate") == committed
+                       and again.metric(CONSUMED, queue="audit.events",
+                                        outcome="ok") == 3 - committed,
+                       what="the committed good messages recognised by the inbox, the rest handled")
+            assert again.metric(CONSUMED, queue="audit.events", outcome="duplicate") == committed
             assert audit_recorded(conn, good) == 3
         finally:
             assert again.stop() == 0
