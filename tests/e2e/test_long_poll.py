@@ -1,6 +1,6 @@
 """Long polls on an order (GET /v1/orders/{id}?wait=S&status=X) answer as soon as the status
-leaves X, on whichever storefront instance holds the request: the order-updates fanout reaches
-every instance."""
+leaves X, or with `until=terminal` as soon as the order has ended, on whichever storefront
+instance holds the request: every instance hears every change."""
 import uuid
 
 import pytest
@@ -50,6 +50,56 @@ def test_a_long_poll_that_sees_no_change_answers_at_its_deadline():
     assert r.json["status"] == done["status"]
     r = httpc.get(api() + f"/v1/orders/{oid}?wait=1&status=PENDING", token=token)
     assert r.status == 200 and r.json["status"] == done["status"], "already past: at once"
+
+
+def test_a_long_poll_until_terminal_answers_once_the_order_has_ended(second_storefront):
+    """`?wait=S&until=terminal` holds the answer through every intermediate status and answers
+    when the order is COMPLETED or CANCELLED: a client follows an order in one request."""
+    import threading
+    token = new_customer()
+    number, _card = create_card(10_000)
+    petstore("stop", "payment")  # hold the order in PAYING: the long poll must not answer then
+    try:
+        oid = place_order(token, number, [create_pet(800)])
+        results = []
+        poll = threading.Thread(target=lambda: results.append(httpc.get(
+            second_storefront + f"/v1/orders/{oid}?wait=30&until=terminal", token=token,
+            timeout=40)))
+        poll.start()
+        wait_status(token, oid, ("PAYING",), timeout=30)
+        assert poll.is_alive() and not results, "not answered at RESERVING or PAYING"
+    finally:
+        petstore("start", "payment")
+    poll.join(timeout=45)
+    r, = results
+    assert r.status == 200
+    assert r.json["status"] in ("COMPLETED", "CANCELLED"), r.json
+    statuses = [h["status"] for h in r.json["history"]]
+    assert "PAYING" in statuses, "the answer is the order as it is now, history included"
+
+    # An order that has already ended answers at once; a wait that sees no end answers at its
+    # deadline with the order as it is.
+    r = httpc.get(api() + f"/v1/orders/{oid}?wait=30&until=terminal", token=token, timeout=5)
+    assert r.status == 200 and r.json["status"] in ("COMPLETED", "CANCELLED")
+    petstore("stop", "payment")
+    try:
+        held = place_order(token, number, [create_pet(900)])
+        wait_status(token, held, ("PAYING",), timeout=30)
+        r = httpc.get(api() + f"/v1/orders/{held}?wait=1&until=terminal", token=token)
+        assert r.status == 200 and r.json["status"] == "PAYING"
+    finally:
+        petstore("start", "payment")
+    wait_status(token, held)
+
+
+def test_bad_until_values_are_refused():
+    token = new_customer()
+    number, _card = create_card(10_000)
+    oid = place_order(token, number, [create_pet(500)])
+    for query in ("until=later", "until=", "until=terminal&status=PAYING"):
+        r = httpc.get(api() + f"/v1/orders/{oid}?wait=1&{query}", token=token)
+        assert r.status == 422, query
+        assert r.json["errors"][0]["field"] == "until", query
 
 
 def test_bad_wait_values_are_refused():
