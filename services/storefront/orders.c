@@ -402,8 +402,9 @@ int sf_post_orders(http_request_t *req, void *svc)
     return 0;
 }
 
-/* GET /v1/orders/{id}[?wait=S&status=X]: with wait, the answer is held until the status is no
- * longer X (default: the current status) or S seconds (at most 30) have passed. */
+/* GET /v1/orders/{id}[?wait=S&(status=X|until=terminal)]: with wait, the answer is held until
+ * the status is no longer X (default: the current status), or with until=terminal until the
+ * order is COMPLETED or CANCELLED, or S seconds (at most 30) have passed. */
 int sf_get_order(http_request_t *req, void *svc)
 {
     (void)svc;
@@ -417,25 +418,34 @@ int sf_get_order(http_request_t *req, void *svc)
         return 0;
     }
     const char *wait_s = http_query(req, "wait");
+    const char *until = http_query(req, "until");
+    const char *leave = http_query(req, "status");
     long wait = 0;
+    json_t *errs = json_array();
     if (wait_s != NULL) {
         char *end = NULL;
         wait = strtol(wait_s, &end, 10);
-        if (end == wait_s || *end != '\0' || wait < 0 || wait > 30) {
-            json_t *errs = json_array();
+        if (end == wait_s || *end != '\0' || wait < 0 || wait > 30)
             sf_error(errs, "wait", "whole seconds from 0 to 30");
-            sf_invalid(req, errs);
-            return 0;
-        }
     }
+    if (until != NULL && strcmp(until, "terminal") != 0)
+        sf_error(errs, "until", "terminal (the only value)");
+    else if (until != NULL && leave != NULL)
+        sf_error(errs, "until", "until=terminal and status exclude each other");
+    if (json_array_size(errs) > 0) {
+        sf_invalid(req, errs);
+        return 0;
+    }
+    json_decref(errs);
     json_t *order = NULL;
     if (!sf_order_load_or_answer(req, db, id, user_id, &order))
         return 0;
     const char *current = json_string_value(json_object_get(order, "status"));
-    const char *leave = http_query(req, "status");
-    if (leave == NULL)
+    if (until != NULL)
+        leave = SF_UNTIL_TERMINAL;
+    else if (leave == NULL)
         leave = current;
-    if (wait > 0 && strcmp(current, leave) == 0) {
+    if (wait > 0 && !sf_waiter_done(leave, current)) {
         json_decref(order);
         sf_waiters_park(req, db, id, user_id, leave, (int)wait);
         return 0;

@@ -70,12 +70,18 @@ int sf_order_is_finished(const json_t *order);
 int sf_apply_order_status(db_conn_t *db, const json_t *payload, err_t *e) PETSTORE_NODISCARD;
 
 /* ---- waiters.c: long polls, answered once each (by whoever claims them) ---- */
-/* Holds req (deferred) until the order's status is no longer `leave` or seconds pass. db is the
- * calling thread's connection, used once to close the race with an update that landed before
- * the request was parked. req belongs to the waiters from then on. */
+/* `leave` for a waiter that waits for the order's end (until=terminal): it is done when the
+ * status is COMPLETED or CANCELLED. */
+#define SF_UNTIL_TERMINAL ""
+/* 1 when a waiter waiting out `leave` (a status, or SF_UNTIL_TERMINAL) is done at status. */
+int sf_waiter_done(const char *leave, const char *status);
+/* Holds req (deferred) until the order's status is no longer `leave` (or, for
+ * SF_UNTIL_TERMINAL, is terminal) or seconds pass. db is the calling thread's connection, used
+ * once to close the race with an update that landed before the request was parked. req belongs
+ * to the waiters from then on. */
 void sf_waiters_park(http_request_t *req, db_conn_t *db, const char *order_id, const char *user_id,
                      const char *leave, int seconds);
-/* Answers the waiters on order_id whose `leave` differs from status with the order read
+/* Answers the waiters on order_id that are done at status (sf_waiter_done) with the order read
  * through db (503 when db is NULL or the read fails). No lock is held while reading. */
 void sf_waiters_wake(db_conn_t *db, const char *order_id, const char *status);
 /* Answers the waiters whose deadline has passed, as sf_waiters_wake does. */

@@ -1,4 +1,4 @@
-/* waiters: long polls on orders (GET /v1/orders/{id}?wait=S&status=X).
+/* waiters: long polls on orders (GET /v1/orders/{id}?wait=S&status=X, or &until=terminal).
  *
  * A waiter is a deferred HTTP request in a list guarded by one mutex. It is answered exactly
  * once, by whoever claims it: the consumer on a change (sf_waiters_wake), at its deadline
@@ -17,6 +17,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "order_status.h"
 #include "storefront.h"
 
 typedef struct waiter {
@@ -50,8 +51,8 @@ static int past(const struct timespec *t, const struct timespec *now)
 
 enum take_what { TAKE_ALL, TAKE_CHANGED, TAKE_EXPIRED };
 
-/* Claims and returns the waiters matching: all, those of order_id whose status is no longer
- * their `leave`, or those whose deadline has passed. */
+/* Claims and returns the waiters matching: all, those of order_id done at status
+ * (sf_waiter_done), or those whose deadline has passed. */
 static waiter_t *take(enum take_what what, const char *order_id, const char *status)
 {
     struct timespec now;
@@ -60,10 +61,11 @@ static waiter_t *take(enum take_what what, const char *order_id, const char *sta
     pthread_mutex_lock(&lock);
     for (waiter_t **p = &waiters; *p != NULL;) {
         waiter_t *w = *p;
-        int match = what == TAKE_ALL       ? 1
-                    : what == TAKE_EXPIRED ? past(&w->deadline, &now)
-                                           : strcmp(w->order_id, order_id) == 0 &&
-                                                 (status == NULL || strcmp(w->leave, status) != 0);
+        int match = what == TAKE_ALL ? 1
+                    : what == TAKE_EXPIRED
+                        ? past(&w->deadline, &now)
+                        : strcmp(w->order_id, order_id) == 0 &&
+                              (status == NULL || sf_waiter_done(w->leave, status));
         if (match) {
             *p = w->next;
             w->listed = 0;
@@ -75,6 +77,16 @@ static waiter_t *take(enum take_what what, const char *order_id, const char *sta
     }
     pthread_mutex_unlock(&lock);
     return taken;
+}
+
+int sf_waiter_done(const char *leave, const char *status)
+{
+    if (status == NULL)
+        return 0;
+    if (strcmp(leave, SF_UNTIL_TERMINAL) != 0)
+        return strcmp(leave, status) != 0;
+    order_status_t s;
+    return order_status_parse(status, &s) == 0 && order_status_is_terminal(s);
 }
 
 /* Claims one waiter if nobody has yet; 1 if the caller now owns it. */
@@ -146,7 +158,7 @@ void sf_waiters_park(http_request_t *req, db_conn_t *db, const char *order_id, c
     err_clear(&e);
     if (sf_order_load(db, order_id, user_id, &order, &e) == 0) {
         const char *now = json_string_value(json_object_get(order, "status"));
-        if (strcmp(now, leave) != 0 && take_back(w)) {
+        if (sf_waiter_done(leave, now) && take_back(w)) {
             http_respond_json(req, 200, order);
             order = NULL;
             release(w); /* the list's reference, which we claimed */
