@@ -459,7 +459,8 @@ def age(orders=500_000, days=30, connect=None):
 
 SEED_PETS = """
 INSERT INTO {table}
-SELECT pg_temp.bulk_uuid(now() + make_interval(secs => i / 1000000.0), %(run)s || ':' || i),
+SELECT pg_temp.bulk_uuid(%(at)s::timestamptz + make_interval(secs => i / 1000000.0),
+                         %(run)s || ':' || i),
        'pet-' || substr(md5(%(run)s || ':n' || i), 1, 8), %(species)s, %(price)s::bigint,
        'available', {extra}
 FROM generate_series(1, %(n)s) i ORDER BY i
@@ -476,7 +477,9 @@ def seed_pets(n, price_cents=100, species="bench", connect=None):
     n = int(n)
     if n < 1:
         return []
-    params = {"run": secrets.token_hex(8), "n": n, "species": species, "price": price_cents}
+    # One time for both databases: the ids carry it (UUIDv7) and must be the same in both.
+    params = {"run": secrets.token_hex(8), "n": n, "species": species, "price": price_cents,
+              "at": time.strftime("%Y-%m-%dT%H:%M:%S+00", time.gmtime())}
     ids = {}
     for service, table, extra in (
             ("inventory", "pets (id, name, species, price_cents, status, order_id, version)",
