@@ -22,9 +22,11 @@
  *   after 100 ms; any other non-200 answer to a GET abandons the order.
  * - The placing window ends after --duration seconds or when the pets run out
  *   (pets_exhausted); duration_s is the window actually used, and completed_per_s and
- *   post_per_s divide by it. completed_per_s counts COMPLETED orders whose POST was placed (due,
- *   in the open loop) inside the window. After the window the run waits up to --drain seconds
- *   for the orders in flight; those still open are `unfinished`.
+ *   post_per_s divide by it. completed_per_s counts COMPLETED orders whose POST was first sent
+ *   inside the window. After the window the run waits up to --drain seconds
+ *   for the orders in flight; those still open are `unfinished`. An open-loop order due inside
+ *   the window but sent after it (no connection was free) still runs, but does not count in
+ *   completed_per_s; post_per_s counts the 202s received inside the window.
  * - Times in the report (first_completed_s, completed_by_second) count from the start of the
  *   window. */
 #include <arpa/inet.h>
@@ -62,7 +64,7 @@ static const char *const end_names[END_COUNT] = {"COMPLETED", "CANCELLED", "NEED
 
 typedef struct order {
     int64_t due_us; /* latency origin: due time (open loop) or POST written (closed loop) */
-    int in_window;  /* placed inside the placing window */
+    int in_window;  /* its POST was first sent inside the placing window */
     int pet;        /* index in the pet list */
     int requests;   /* requests written for this order */
     int retries;    /* consecutive transport failures */
@@ -464,6 +466,7 @@ static void order_start(run_t *r, conn_t *c, order_t *o, int64_t now)
 {
     c->order = o;
     c->req = REQ_POST;
+    o->in_window = now < r->window_end_us;
     if (r->o.rate > 0 && now - o->due_us > LG_LATE_US)
         r->late++;
     conn_send(r, c, now);
@@ -513,7 +516,6 @@ static order_t *order_new(run_t *r, int64_t due_us)
         exit(1);
     }
     o->due_us = due_us;
-    o->in_window = 1;
     o->pet = pet;
     uuid_v4(o->key);
     r->placed++;
@@ -614,7 +616,7 @@ static void on_response(run_t *r, conn_t *c, int64_t now)
         if (status == 202 && parse_order(resp, o->id, o->status, reason, sizeof(reason)) == 0) {
             o->accepted = 1;
             r->accepted++;
-            if (o->in_window)
+            if (r->placing || now < r->placing_end_us)
                 r->accepted_in_window++;
             lg_hist_record(r->h_post, (uint64_t)(now - o->due_us));
         } else if (status == 503) {
