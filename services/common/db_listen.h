@@ -3,8 +3,8 @@
  * PostgreSQL delivers a notification only when the notifying transaction commits, folds
  * identical notifications of one transaction into one, and forgets registrations when the
  * session ends: after db_reconnect (or a new connection) call db_listen again, and poll once,
- * since notifications sent while disconnected are lost. Notifications are a wake-up hint, never
- * the data. Same threading rule as db.h. */
+ * since notifications sent while disconnected are lost. Notifications are a wake-up hint (with
+ * at most a key in their payload), never the data. Same threading rule as db.h. */
 #ifndef PETSTORE_DB_LISTEN_H
 #define PETSTORE_DB_LISTEN_H
 
@@ -24,5 +24,13 @@ int db_socket(db_conn_t *db);
  * broken. Must not be called inside a transaction (nothing would arrive before its end). */
 int db_wait_notify(db_conn_t *db, int timeout_ms, int stop_fd, int *notified,
                    err_t *e) PETSTORE_NODISCARD;
+
+/* Called for each notification with its channel and payload (both borrowed for the call). */
+typedef void (*db_notice_fn)(void *ctx, const char *channel, const char *payload);
+
+/* db_wait_notify that hands every notification drained to fn (NULL: they are discarded), after
+ * they are all read: fn may use the connection. */
+int db_wait_notices(db_conn_t *db, int timeout_ms, int stop_fd, db_notice_fn fn, void *ctx,
+                    int *notified, err_t *e) PETSTORE_NODISCARD;
 
 #endif

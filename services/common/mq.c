@@ -351,28 +351,6 @@ int mq_check_queue(mq_conn_t *c, const char *queue, uint32_t *messages, uint32_t
     return 0;
 }
 
-int mq_declare_private_queue(mq_conn_t *c, const char *exchange, const char *routing_key,
-                             char *name, size_t n, err_t *e)
-{
-    if (c == NULL || !c->ch_ok)
-        return err_set(e, ERR_RETRY, "the AMQP channel is closed");
-    amqp_queue_declare_ok_t *ok =
-        amqp_queue_declare(c->state, c->channel, amqp_empty_bytes, 0, 0, 1, 1, amqp_empty_table);
-    if (ok == NULL)
-        return mq__reply_error(c, amqp_get_rpc_reply(c->state), c->channel,
-                               "declare a private queue", e);
-    snprintf(name, n, "%.*s", (int)ok->queue.len, (const char *)ok->queue.bytes);
-    if (amqp_queue_bind(c->state, c->channel, amqp_cstring_bytes(name),
-                        amqp_cstring_bytes(exchange), amqp_cstring_bytes(routing_key),
-                        amqp_empty_table) == NULL) {
-        char what[300];
-        snprintf(what, sizeof(what), "bind a private queue to \"%s\"", exchange);
-        return mq__reply_error(c, amqp_get_rpc_reply(c->state), c->channel, what, e);
-    }
-    amqp_maybe_release_buffers_on_channel(c->state, c->channel);
-    return 0;
-}
-
 int mq_check_exchange(mq_conn_t *c, const char *exchange, err_t *e)
 {
     if (exchange == NULL || strlen(exchange) > 255)

@@ -100,13 +100,6 @@ int mq_check_queue(mq_conn_t *c, const char *queue, uint32_t *messages, uint32_t
  * exists. Same side-channel rule as mq_check_queue. */
 int mq_check_exchange(mq_conn_t *c, const char *exchange, err_t *e) PETSTORE_NODISCARD;
 
-/* Declares a server-named, exclusive, auto-delete queue bound to exchange with routing_key (""
- * for a fanout) and writes its name into name (size n). The queue lives as long as this
- * connection: a subscriber that wants every message published while it runs (order updates
- * to wake long polls) uses one per connection. ERR_CONFIG when permissions refuse it. */
-int mq_declare_private_queue(mq_conn_t *c, const char *exchange, const char *routing_key,
-                             char *name, size_t n, err_t *e) PETSTORE_NODISCARD;
-
 /* Sends a heartbeat frame now if heartbeats are on, without reading anything, so an idle thread
  * keeps its connection alive. Returns ERR_RETRY (and marks the handle broken) when the socket
  * is gone. Cheap: one small write. */

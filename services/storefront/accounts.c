@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "hex.h"
+#include "session_cache.h"
 #include "storefront.h"
 #include "uuid.h"
 
@@ -188,6 +189,11 @@ int sf_delete_session(http_request_t *req, void *svc)
         sf_db_error(req, &e);
         return 0;
     }
+    /* Every instance forgets it when the deletion's notification arrives; this one at once. */
+    unsigned char h[crypto_hash_sha256_BYTES];
+    const char *token = http_bearer_token(req);
+    crypto_hash_sha256(h, (const unsigned char *)token, strlen(token));
+    session_cache_forget(h);
     http_respond_empty(req, 204);
     return 0;
 }

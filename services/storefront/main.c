@@ -1,5 +1,6 @@
 /* storefront: the public HTTP API. Wiring only: configuration, routes (accounts.c, catalog.c,
- * orders.c) and the consumer of storefront.events (events.c) on top of the service framework.
+ * orders.c), the consumer of storefront.events (events.c) and the notices worker (notices.c) on
+ * top of the service framework.
  *
  *   storefront             run the daemon (DATABASE_URL, AMQP_URL, HTTP_PORT, ADMIN_TOKEN,
  *                          PAYMENT_PUBLIC_KEY from the environment)
@@ -107,7 +108,6 @@ int main(int argc, char **argv)
          .inbox_name = "storefront",
          .routes = event_routes,
          .n_routes = sizeof(event_routes) / sizeof(event_routes[0])},
-        sf_updates_consumer(),
     };
     svc_def_t def = {
         .name = "storefront",
@@ -120,6 +120,7 @@ int main(int argc, char **argv)
         .http_routes = routes,
         .n_http_routes = sizeof(routes) / sizeof(routes[0]),
         .init = init,
+        .workers = {sf_notices_worker},
         .fini = fini,
     };
     return svc_main(argc, argv, &def);

@@ -2,8 +2,8 @@
  * updating it.
  *
  * The order API (orders.c), the long-poll waiters (waiters.c), the event streams (streams.c)
- * and both consumers of saga.order_status_changed (events.c and updates.c) all see an order
- * through this file, so none of them depends on another. The rendering is the API's:
+ * and the consumer of saga.order_status_changed (events.c) all see an order through this file,
+ * so none of them depends on another. The rendering is the API's:
  *
  *   {id, status, reason, total_cents, pet_ids, card_last4, created_at, updated_at, version
  *    [, history: [{status, reason, at}]]}

@@ -86,6 +86,9 @@ void sf_waiters_park(http_request_t *req, db_conn_t *db, const char *order_id, c
 void sf_waiters_wake(db_conn_t *db, const char *order_id, const char *status);
 /* Answers the waiters whose deadline has passed, as sf_waiters_wake does. */
 void sf_waiters_expire(db_conn_t *db);
+/* Looks at every waiter's order again and answers those done (after notifications may have been
+ * lost: a new notices connection). */
+void sf_waiters_recheck(db_conn_t *db);
 /* Answers every waiter (at shutdown), as sf_waiters_wake does. */
 void sf_waiters_close_all(db_conn_t *db);
 
@@ -95,15 +98,19 @@ int sf_get_order_events(http_request_t *req, void *svc);
 /* Sends the order's new state (read through db) to its streams; ends those whose client has
  * gone and those of a finished order. No lock is held while reading or sending. */
 void sf_streams_notify(db_conn_t *db, const char *order_id);
+/* sf_streams_notify for every stream (after notifications may have been lost). */
+void sf_streams_refresh_all(db_conn_t *db);
 /* Sends a keep-alive comment to every stream; ends those whose client has gone. */
 void sf_streams_ping(void);
 /* Ends every stream (at shutdown); streams opened afterwards end after their first event. */
 void sf_streams_close_all(void);
 
-/* ---- updates.c: the order-updates consumer ---- */
-/* The consumer definition of petstore.order-updates (a private queue per instance): applies
- * each change to the read model, then wakes the waiters and notifies the streams. */
-svc_consumer_def_t sf_updates_consumer(void);
+/* ---- notices.c: what every instance hears from the database (LISTEN) ---- */
+/* The channel of the notifications migration 005 sends. */
+#define SF_NOTICES_CHANNEL "storefront"
+/* The worker thread: wakes long polls and streams on status changes, forgets deleted sessions
+ * (svc_def_t.workers). */
+void *sf_notices_worker(void *svc);
 
 /* ---- events.c: the consumer of storefront.events ---- */
 int sf_on_order_status(db_conn_t *db, const svc_msg_t *m, void *app, err_t *e);

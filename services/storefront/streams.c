@@ -135,12 +135,11 @@ int sf_get_order_events(http_request_t *req, void *svc)
     return 0;
 }
 
-void sf_streams_notify(db_conn_t *db, const char *order_id)
+/* Sends each detached subscriber its order's state when newer than what it has, then puts back
+ * those still open and closes the others (gone clients, finished orders). */
+static void refresh(db_conn_t *db, subscriber_t *list)
 {
-    if (order_id == NULL)
-        return;
     subscriber_t *keep = NULL, *done = NULL;
-    subscriber_t *list = detach(order_id);
     while (list != NULL) {
         subscriber_t *sub = list;
         list = sub->next;
@@ -148,7 +147,7 @@ void sf_streams_notify(db_conn_t *db, const char *order_id)
         json_t *order = NULL;
         err_t e;
         err_clear(&e);
-        if (db != NULL && sf_order_load(db, order_id, sub->user_id, &order, &e) == 0) {
+        if (db != NULL && sf_order_load(db, sub->order_id, sub->user_id, &order, &e) == 0) {
             int version = (int)json_integer_value(json_object_get(order, "version"));
             if (version > sub->last_version) {
                 sub->last_version = version;
@@ -164,6 +163,14 @@ void sf_streams_notify(db_conn_t *db, const char *order_id)
     put_back(keep);
     close_list(done);
 }
+
+void sf_streams_notify(db_conn_t *db, const char *order_id)
+{
+    if (order_id != NULL)
+        refresh(db, detach(order_id));
+}
+
+void sf_streams_refresh_all(db_conn_t *db) { refresh(db, detach(NULL)); }
 
 void sf_streams_ping(void)
 {

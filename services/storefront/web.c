@@ -1,14 +1,18 @@
 /* web: helpers every storefront route uses (database, authentication, problem answers). */
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "hex.h"
+#include "session_cache.h"
 #include "storefront.h"
 
 static const db_stmt_t session_user_stmt = {
     .name = "sf_session_user",
-    .sql = "SELECT user_id::text AS user_id FROM sessions WHERE token_hash = decode($1, 'hex')"
-           " AND expires_at > now()",
+    .sql = "SELECT user_id::text AS user_id, extract(epoch FROM expires_at)::bigint AS expires"
+           " FROM sessions WHERE token_hash = decode($1, 'hex') AND expires_at > now()",
     .nparams = 1,
     .secret = DB_SECRET(1), /* the token hash */
 };
@@ -50,6 +54,7 @@ static void unauthorized(http_request_t *req, const char *detail)
     http_respond_kind(req, HTTP_PROBLEM_UNAUTHORIZED, detail, NULL);
 }
 
+/* The session from this instance's cache (session_cache.h), else from the database. */
 int sf_user(http_request_t *req, db_conn_t *db, char *user_id)
 {
     const char *token = http_bearer_token(req);
@@ -58,8 +63,11 @@ int sf_user(http_request_t *req, db_conn_t *db, char *user_id)
         return 0;
     }
     unsigned char h[crypto_hash_sha256_BYTES];
-    char hex[2 * sizeof(h) + 1];
     crypto_hash_sha256(h, (const unsigned char *)token, strlen(token));
+    uint64_t gen = 0;
+    if (session_cache_lookup(h, time(NULL), user_id, &gen))
+        return 1;
+    char hex[2 * sizeof(h) + 1];
     hex_encode(h, sizeof(h), hex);
     const char *params[] = {hex};
     db_result_t *res = NULL;
@@ -70,8 +78,11 @@ int sf_user(http_request_t *req, db_conn_t *db, char *user_id)
         return 0;
     }
     int ok = db_rows(res) == 1;
-    if (ok)
+    if (ok) {
         snprintf(user_id, 37, "%s", db_value(res, 0, db_col_index(res, "user_id")));
+        session_cache_store(h, user_id,
+                            (time_t)atoll(db_value(res, 0, db_col_index(res, "expires"))), gen);
+    }
     db_result_free(res);
     if (!ok)
         unauthorized(req, "the token is unknown or expired");

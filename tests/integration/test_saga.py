@@ -2,11 +2,11 @@
 
 The test publishes order.placed and the replies of inventory and payment on petstore.events,
 watches the commands the saga sends on petstore.commands (a private queue bound with the keys
-"inventory" and "payment" gets a copy of each) and its status changes on petstore.order-updates,
-and checks the saga database. The real inventory and payment daemons would answer the same
-commands and race the scripted replies, so the module stops them through the launcher for its
-duration (when it runs against a launcher's system), drops the commands it caused from their
-queues and starts them again afterwards.
+"inventory" and "payment" gets a copy of each) and its status changes on petstore.events
+(saga.order_status_changed), and checks the saga database. The real inventory and payment
+daemons would answer the same commands and race the scripted replies, so the module stops them
+through the launcher for its duration (when it runs against a launcher's system), drops the
+commands it caused from their queues and starts them again afterwards.
 
 Timers: waits are bounded by the saga's timeouts (the SAGA_* variables `./petstore test`
 exports, else the daemon's defaults) plus a margin. Tests of what happens after many timeouts
@@ -85,13 +85,13 @@ class Message:
 
 class Saga:
     """The world around the saga: publishes what the storefront, inventory and payment would,
-    captures the commands the saga sends and the status changes it announces on
-    petstore.order-updates, and reads the saga database."""
+    captures the commands the saga sends and the status changes it announces on petstore.events,
+    and reads the saga database."""
 
     def __init__(self):
         self.broker = Broker()
         self.commands = self.broker.capture("petstore.commands", "inventory", "payment")
-        self.updates = self.broker.capture("petstore.order-updates")
+        self.updates = self.broker.capture("petstore.events", "saga.order_status_changed")
         self.db = db.connect("saga")
         self.orders = set()
 

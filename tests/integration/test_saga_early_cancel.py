@@ -39,7 +39,7 @@ def test_a_cancel_that_arrives_before_the_order_starts_the_saga_cancelled():
     try:
         with Broker() as broker:
             commands = broker.capture("petstore.commands", "inventory", "payment")
-            updates = broker.capture("petstore.order-updates")
+            updates = broker.capture("petstore.events", "saga.order_status_changed")
             cancel_id = broker.publish("order.cancel_requested.v1",
                                        {"order_id": order_id, "user_id": user_id},
                                        correlation_id=order_id)

@@ -26,7 +26,6 @@ def test_the_management_api_shows_the_definitions():
     assert names["petstore.commands"] == "direct"
     assert names["petstore.events"] == "topic"
     assert names["petstore.audit"] == "fanout"
-    assert names["petstore.order-updates"] == "fanout"
     assert names["petstore.dlx"] == "direct"
     users = {u["name"] for u in mgmt("users")}
     assert users == {"admin", *SERVICES, "dlq"}, \

@@ -82,27 +82,14 @@ typedef struct svc_route {
     svc_handler_fn fn;
 } svc_route_t;
 
-/* A consumer reads either a durable work queue (queue) or, with private_exchange, a
- * server-named exclusive queue of its own bound to that exchange, one per connection, so that
- * every instance of the service hears every message (the storefront's order updates). */
+/* A consumer reads a durable work queue; instances of a service compete for its messages. */
 typedef struct svc_consumer_def {
-    const char *queue;            /* e.g. "inventory.commands"; NULL with private_exchange */
-    const char *private_exchange; /* e.g. "petstore.order-updates"; NULL for a work queue */
+    const char *queue; /* e.g. "inventory.commands" */
     /* The inbox's consumer column, e.g. "inventory"; NULL: no inbox, for handlers that are
      * idempotent by themselves (version-guarded). */
     const char *inbox_name;
     const svc_route_t *routes; /* message types this consumer handles; others are acked */
     size_t n_routes;
-    /* After the batch committed, before its ack: once per message a handler took (not for
-     * duplicates, ignored or poison messages), outside any transaction. db is the consumer's
-     * connection (borrowed). May be NULL. */
-    void (*after_commit)(db_conn_t *db, const svc_msg_t *m, void *app);
-    /* At least every tick_ms, also while the consumer reconnects (db may then be NULL). May be
-     * NULL. */
-    void (*tick)(db_conn_t *db, void *app);
-    int tick_ms;
-    /* Once when stopping, before the connections close (db may be NULL). May be NULL. */
-    void (*drain)(db_conn_t *db, void *app);
 } svc_consumer_def_t;
 
 /* Who caused what is emitted: the service, the message being handled (if any) and its trace. */

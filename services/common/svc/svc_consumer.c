@@ -609,19 +609,6 @@ static int dead_letter(consumer_t *c, item_t *items, size_t n, size_t *published
         count += items[i].state == ITEM_POISON && !items[i].dead_lettered;
     if (count == 0)
         return 0;
-    if (c->def->private_exchange != NULL) {
-        /* No dead-letter twin for a private queue: the work queue's consumer dead-letters the
-         * same message. Logged, then acknowledged with the batch. */
-        for (size_t i = 0; i < n; i++)
-            if (items[i].state == ITEM_POISON && !items[i].dead_lettered) {
-                log_warn(&items[i].log, "consumer.poison_skipped",
-                         json_pack("{s:s,s:s,s:s,s:s?}", "queue", c->label, "class",
-                                   items[i].failure_class, "error", items[i].err.msg, "type",
-                                   items[i].d->type));
-                items[i].dead_lettered = 1;
-            }
-        return 0;
-    }
     mq_conn_t *pub = NULL;
     int rc = svc_worker_publisher(c->w, &pub, e);
     if (rc != 0)
@@ -752,12 +739,7 @@ static int on_mq_open(svc_worker_t *w, void *ctx, err_t *e)
 {
     consumer_t *c = ctx;
     mq_conn_t *mq = svc_worker_mq(w);
-    int rc = 0;
-    if (c->def->private_exchange != NULL)
-        rc = mq_declare_private_queue(mq, c->def->private_exchange, "", c->queue, sizeof(c->queue),
-                                      e);
-    if (rc == 0)
-        rc = mq_consume_start(mq, c->queue, (uint16_t)c->prefetch, e);
+    int rc = mq_consume_start(mq, c->queue, (uint16_t)c->prefetch, e);
     if (rc != 0)
         return rc;
     log_info(NULL, "consumer.started",
@@ -773,8 +755,7 @@ static size_t collect(consumer_t *c, item_t *items)
     err_t e;
     err_clear(&e);
     size_t n = 0;
-    int wait_ms = c->def->tick != NULL && c->def->tick_ms < 250 ? c->def->tick_ms : 250;
-    int rc = mq_next(c->mq, wait_ms, &items[0].d, &e);
+    int rc = mq_next(c->mq, 250, &items[0].d, &e);
     if (rc == ERR_TIMEOUT)
         return 0;
     if (rc != 0) {
@@ -801,19 +782,6 @@ static size_t collect(consumer_t *c, item_t *items)
     return n;
 }
 
-static void run_after_commit(consumer_t *c, item_t *items, size_t n)
-{
-    if (c->def->after_commit == NULL)
-        return;
-    for (size_t i = 0; i < n; i++) {
-        item_t *it = &items[i];
-        if (!it->handled)
-            continue;
-        svc_msg_t m = msg_of(c, it);
-        c->def->after_commit(c->db, &m, svc_app(c->svc));
-    }
-}
-
 /* Handles a collected batch until it is committed and acknowledged, or the broker connection
  * is gone (the broker then redelivers it), or the process stops (likewise). */
 static void handle(consumer_t *c, item_t *items, size_t n)
@@ -828,7 +796,6 @@ static void handle(consumer_t *c, item_t *items, size_t n)
         return;
     if (c->fault_exit_after_commit)
         fault_exit(c, "PETSTORE_FAULT_CONSUMER_EXIT_AFTER_COMMIT");
-    run_after_commit(c, items, n);
     size_t published = 0;
     if (dead_letter_until_confirmed(c, items, n, &published) != 0)
         return;
@@ -895,17 +862,10 @@ static int consumer_step(svc_worker_t *w, void *ctx, err_t *e)
     return 1;
 }
 
-static void consumer_tick(svc_worker_t *w, void *ctx)
-{
-    consumer_t *c = ctx;
-    c->def->tick(svc_worker_db(w), svc_app(c->svc));
-}
-
 static void consumer_drain(svc_worker_t *w, void *ctx)
 {
     consumer_t *c = ctx;
-    if (c->def->drain != NULL)
-        c->def->drain(svc_worker_db(w), svc_app(c->svc));
+    (void)w;
     log_info(NULL, "consumer.stopped", json_pack("{s:s}", "queue", c->label));
 }
 
@@ -915,10 +875,8 @@ void *svc__consumer_thread(void *arg)
     svc_worker_def_t def = {
         .name = c->label,
         .needs = SVC_WORKER_DB | SVC_WORKER_MQ,
-        .tick_ms = c->def->tick != NULL ? c->def->tick_ms : 0,
         .on_mq_open = on_mq_open,
         .step = consumer_step,
-        .tick = c->def->tick != NULL ? consumer_tick : NULL,
         .drain = consumer_drain,
     };
     (void)svc_worker_run(c->svc, &def, c);
@@ -933,8 +891,8 @@ consumer_t *svc__consumer_new(svc_t *svc, const svc_consumer_def_t *def, int pre
         return NULL;
     c->svc = svc;
     c->def = def;
-    c->label = def->queue != NULL ? def->queue : def->private_exchange;
-    snprintf(c->queue, sizeof(c->queue), "%s", def->queue != NULL ? def->queue : "");
+    c->label = def->queue;
+    snprintf(c->queue, sizeof(c->queue), "%s", def->queue);
     c->prefetch = prefetch;
     c->batch_max = batch_max;
     const cfg_t *cfg = svc_cfg(svc);
@@ -984,8 +942,7 @@ consumer_t *svc__consumer_new(svc_t *svc, const svc_consumer_def_t *def, int pre
     c->m_batch =
         metrics_histogram("petstore_consumer_batch_size", "Deliveries per transaction", labels,
                           batch_bounds, sizeof(batch_bounds) / sizeof(batch_bounds[0]));
-    /* A private queue has no dead letters (see dead_letter), so no series. */
-    for (size_t i = 0; def->private_exchange == NULL && i < N_FAILURE_CLASSES; i++)
+    for (size_t i = 0; i < N_FAILURE_CLASSES; i++)
         c->m_dead_lettered[i] = register_dead_lettered(c, failure_classes[i]);
     return c;
 }

@@ -7,10 +7,8 @@
  *
  * Decisions:
  *   - checked once, at start, in svc_main before the consumer threads start (a policy changed
- *     later is the operator's deliberate act; a restart checks again). Private server-named
- *     queues (private_exchange consumers) are skipped: they are exclusive, never dead-lettered
- *     by the broker, and our consumer handles their poison itself. A process that consumes no
- *     work queue (the relays) checks nothing and need not be given AMQP_MGMT_URL;
+ *     later is the operator's deliberate act; a restart checks again). A process that consumes
+ *     no work queue (the relays) checks nothing and need not be given AMQP_MGMT_URL;
  *   - the management API unreachable, slow or answering 5xx is the broker not being ready
  *     yet, like the broker being down: logged and retried with backoff (200 ms doubling to 5 s)
  *     for as long as it takes, with /readyz failing on the check "queue-policy"; a stop request

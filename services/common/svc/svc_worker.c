@@ -69,9 +69,12 @@ int svc_worker_heartbeat_s(const svc_worker_t *w) { return w->heartbeat_s; }
 
 void svc_worker_db_lost(svc_worker_t *w, const char *why)
 {
+    int was_open = w->db != NULL;
     db_close(w->db);
     w->db = NULL;
     health_flag_set(w->db_flag, 0, why);
+    if (was_open && w->def->on_db_lost != NULL)
+        w->def->on_db_lost(w, w->ctx);
 }
 
 void svc_worker_mq_lost(svc_worker_t *w, const char *why)
@@ -121,6 +124,12 @@ static long slice_ms(const svc_worker_t *w, long deadline)
     return ms < 1 ? 1 : ms;
 }
 
+static void notice(void *ctx, const char *channel, const char *payload)
+{
+    svc_worker_t *w = ctx;
+    w->def->on_notice(w, w->ctx, channel, payload);
+}
+
 /* Waits until deadline in slices; with notify, a NOTIFY on the LISTENed channel ends it early.
  * Returns 1 when stopping, else 0. */
 static int wait_slices(svc_worker_t *w, long deadline, int notify)
@@ -136,7 +145,8 @@ static int wait_slices(svc_worker_t *w, long deadline, int notify)
             err_t e;
             err_clear(&e);
             int notified = 0;
-            if (db_wait_notify(w->db, (int)ms, daemon_stop_fd(), &notified, &e) != 0) {
+            if (db_wait_notices(w->db, (int)ms, daemon_stop_fd(),
+                                w->def->on_notice != NULL ? notice : NULL, w, &notified, &e) != 0) {
                 log_failure(w, "worker.wait_failed", &e);
                 svc_worker_db_lost(w, e.msg);
                 return daemon_stopping();
@@ -164,7 +174,9 @@ void svc_worker_backoff_reset(svc_worker_t *w) { daemon_backoff_reset(&w->backof
 static int open_db(svc_worker_t *w, err_t *e)
 {
     db_conn_t *db = NULL;
-    int rc = db_open(cfg_str(svc_cfg(w->svc), "DATABASE_URL"), &db, e);
+    /* Named like its broker connection ("storefront notices"), for pg_stat_activity. */
+    db_opts_t opts = {.application_name = w->conn_name};
+    int rc = db_open_ex(cfg_str(svc_cfg(w->svc), "DATABASE_URL"), &opts, &db, e);
     if (rc == 0 && w->def->listen != NULL)
         rc = db_listen(db, w->def->listen, e);
     if (rc != 0) {
@@ -173,6 +185,8 @@ static int open_db(svc_worker_t *w, err_t *e)
     }
     w->db = db;
     health_flag_set(w->db_flag, 1, "connected");
+    if (w->def->on_db_open != NULL)
+        w->def->on_db_open(w, w->ctx);
     return 0;
 }
 

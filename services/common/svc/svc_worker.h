@@ -60,6 +60,16 @@ typedef struct svc_worker_def {
     void (*tick)(svc_worker_t *w, void *ctx);
     /* Once, when stopping, before the connections close (either may be NULL). May be NULL. */
     void (*drain)(svc_worker_t *w, void *ctx);
+    /* With listen: each notification's channel and payload (borrowed for the call), as they
+     * arrive during the worker's idle waits; the database connection may be used. NULL: a
+     * notification only ends the wait. */
+    void (*on_notice)(svc_worker_t *w, void *ctx, const char *channel, const char *payload);
+    /* After each new database connection, LISTEN included. Notifications sent while there was
+     * none are lost: whatever they keep fresh is refreshed here. May be NULL. */
+    void (*on_db_open)(svc_worker_t *w, void *ctx);
+    /* When the database connection is lost or closed (from then on no notification arrives
+     * until on_db_open). May be NULL. */
+    void (*on_db_lost)(svc_worker_t *w, void *ctx);
 } svc_worker_def_t;
 
 /* Runs the worker until the process stops, then drains and closes. def and ctx are borrowed
