@@ -77,7 +77,7 @@ def queue_depths():
             for q in mgmt("/api/queues/petstore?columns=name,messages")}
 
 
-def quiet(timeout=300):
+def quiet(timeout=1200):
     """Waits until every work queue is empty and every outbox is sent (nothing in flight)."""
     conns = {d: db.connect(d) for d in ("storefront", "inventory", "payment", "saga")}
 
@@ -144,9 +144,11 @@ def orders(shop, opts, workdir, name, mode, duration, follow="longpoll"):
 
 
 def check_ended(name, r):
-    """Every accepted order ended (a benchmark of a system that loses orders means nothing)."""
+    """Says so when accepted orders had not ended by the end of the drain (an overloaded system:
+    they end later, and the next scenario waits for them), or when the pets ran out."""
     if r.get("unfinished"):
-        raise SystemExit(f"bench: {name}: {r['unfinished']} orders did not end within the drain")
+        say(f"  ({name}: {r['unfinished']} orders had not ended when the drain ended: the system"
+            " could not keep up)")
     if r.get("pets_exhausted"):
         say(f"  ({name}: ran out of pets before the end; raise --max-rate)")
 
