@@ -382,6 +382,7 @@ def _age_one(service, connect, params, out):
     t0 = time.monotonic()
     conn = connect(service)
     try:
+        conn.rollback()  # a factory's connection may already be inside a transaction
         conn.autocommit = False
         inserted = {}
         with conn.cursor() as cur:
@@ -487,6 +488,7 @@ def seed_pets(n, price_cents=100, species="bench", connect=None):
             ("storefront", "pets (id, name, species, price_cents, status, version)", "1")):
         conn = connect(service)
         try:
+            conn.rollback()  # a factory's connection may already be inside a transaction
             conn.autocommit = False
             with conn.cursor() as cur:
                 cur.execute(PRELUDE)
