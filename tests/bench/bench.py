@@ -184,17 +184,20 @@ def relay_metric(port):
     raise SystemExit("bench: the relay has no petstore_outbox_published_total")
 
 
-def relay(opts, workdir):
-    """The storefront's relay publishing a pre-filled outbox, against the raw loop."""
-    quiet()
+def relay(shop, opts, workdir):
+    """The storefront's relay publishing a pre-filled outbox, against the raw loop. The rows are
+    copies of a real order.placed row (one order is placed for it if none is there)."""
     n = opts.relay_messages
     port = need("PETSTORE_RELAY_STOREFRONT_PORT")
     sf = db.connect("storefront")  # autocommit: the INSERT below commits as one transaction
-    template = db.rows(sf, "SELECT exchange, routing_key, type, app_id, headers::text AS headers,"
-                           " body FROM outbox WHERE routing_key = 'order.placed'"
-                           " ORDER BY id DESC LIMIT 1")
+    query = ("SELECT exchange, routing_key, type, app_id, headers::text AS headers, body"
+             " FROM outbox WHERE routing_key = 'order.placed' ORDER BY id DESC LIMIT 1")
+    if not db.rows(sf, query):
+        orders(shop, opts, workdir, "relay-template", ("closed", 1), 0.5)
+    quiet()
+    template = db.rows(sf, query)
     if not template:
-        raise SystemExit("bench: relay: no order.placed row to copy (run closed first)")
+        raise SystemExit("bench: relay: no order.placed row to copy")
     t = template[0]
     for consumer in ("order-saga", "audit"):
         launcher("stop", consumer)
@@ -203,7 +206,7 @@ def relay(opts, workdir):
         cur = sf.cursor()
         cur.execute("INSERT INTO outbox (partition, exchange, routing_key, message_id, type,"
                     " correlation_id, app_id, headers, body)"
-                    " SELECT g % 16, %s, %s, gen_random_uuid(), %s, gen_random_uuid()::text, %s,"
+                    " SELECT g %% 16, %s, %s, gen_random_uuid(), %s, gen_random_uuid()::text, %s,"
                     " %s::jsonb, %s FROM generate_series(1, %s) g",
                     (t["exchange"], t["routing_key"], t["type"], t["app_id"], t["headers"],
                      t["body"], n))
@@ -317,6 +320,13 @@ def main():
     report = {"machine": machine(), "settings": {k: v for k, v in vars(opts).items()
                                                  if k not in ("scenarios", "out")},
               "scenarios": {}}
+    os.makedirs(opts.out, exist_ok=True)
+    path = os.path.join(opts.out, "bench-" + time.strftime("%Y%m%d-%H%M%S") + ".json")
+
+    def save():  # after every scenario: a run cut short keeps what it measured
+        with open(path, "w") as f:
+            json.dump(report, f, indent=2)
+
     with tempfile.TemporaryDirectory(prefix="petstore-bench-") as workdir:
         shop = Shop(opts.customers, workdir)
         for s in chosen:
@@ -325,12 +335,13 @@ def main():
             elif s.startswith("open-"):
                 r = open_loop(shop, opts, workdir, int(s[5:]))
             elif s == "relay":
-                r = relay(opts, workdir)
+                r = relay(shop, opts, workdir)
             elif s == "door":
                 r = door(shop, opts, workdir)
             else:
                 r = aged(shop, opts, workdir)
             report["scenarios"][s] = r
+            save()
     meter = cost.Meter()
     rss, now = meter.rss_mb(), meter.rss_mb("VmRSS")
     report["peak_rss_mb"], report["rss_mb"] = rss, now
@@ -341,10 +352,7 @@ def main():
             say(f"\nthe cost of one saga ({key}, {report['scenarios'][key]['cost']['sagas']}"
                 " sagas):")
             say(cost.table(report["scenarios"][key]["cost"]))
-    os.makedirs(opts.out, exist_ok=True)
-    path = os.path.join(opts.out, "bench-" + time.strftime("%Y%m%d-%H%M%S") + ".json")
-    with open(path, "w") as f:
-        json.dump(report, f, indent=2)
+    save()
     say(f"\nreport: {path}")
 
 
