@@ -203,6 +203,8 @@ def relay(shop, opts, workdir):
         launcher("stop", consumer)
     try:
         before = relay_metric(port)
+        meter = cost.Meter()  # what the relay's cycle costs (statements above all), per message
+        meter.begin(settle=False)
         cur = sf.cursor()
         cur.execute("INSERT INTO outbox (partition, exchange, routing_key, message_id, type,"
                     " correlation_id, app_id, headers, body)"
@@ -214,6 +216,7 @@ def relay(shop, opts, workdir):
         wait_until(lambda: relay_metric(port) >= before + n, timeout=600, interval=0.02,
                    what=f"the relay publishing {n} rows")
         relay_s = time.monotonic() - started
+        relay_cost = meter.end(n)
         purge(("saga.events", "audit.events"))
         raw = run_loadgen(["publish", "--amqp-url", need("STOREFRONT_AMQP_URL"),
                            "--exchange", t["exchange"], "--routing-key", t["routing_key"],
@@ -226,6 +229,7 @@ def relay(shop, opts, workdir):
             launcher("start", consumer)
         sf.close()
     r = {"messages": n, "body_bytes": len(t["body"]), "relay_s": round(relay_s, 3),
+         "relay_cost_per_message": relay_cost,
          "relay_msgs_per_s": round(n / relay_s), "raw": raw,
          "raw_msgs_per_s": round(raw["msgs_per_s"])}
     r["relay_share_of_raw"] = round(r["relay_msgs_per_s"] / max(r["raw_msgs_per_s"], 1), 3)
