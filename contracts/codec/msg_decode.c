@@ -202,6 +202,33 @@ static int check_uuid_array(const msg_field_t *f, const json_t *v, err_t *e)
     return 0;
 }
 
+static int check_pet_versions(const msg_field_t *f, const json_t *v, err_t *e)
+{
+    if (!json_is_array(v))
+        return err_set(e, ERR_INVALID, "$.%s: expected array", f->name);
+    size_t n = json_array_size(v);
+    if ((long long)n < f->min || (long long)n > f->max)
+        return err_set(e, ERR_INVALID, "$.%s: expected %lld to %lld items, got %zu", f->name,
+                       f->min, f->max, n);
+    for (size_t i = 0; i < n; i++) {
+        const json_t *item = json_array_get(v, i);
+        if (!json_is_object(item))
+            return err_set(e, ERR_INVALID, "$.%s[%zu]: expected object", f->name, i);
+        const char *id = msg__string(json_object_get(item, "pet_id"));
+        if (!uuid_valid(id))
+            return err_set(e, ERR_INVALID, "$.%s[%zu].pet_id: expected uuid", f->name, i);
+        const json_t *version = json_object_get(item, "version");
+        if (!json_is_integer(version) || json_integer_value(version) < 1)
+            return err_set(e, ERR_INVALID, "$.%s[%zu].version: expected an integer from 1", f->name,
+                           i);
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(id, json_string_value(json_object_get(json_array_get(v, j), "pet_id"))) == 0)
+                return err_set(e, ERR_INVALID, "$.%s[%zu].pet_id: duplicate of $.%s[%zu]", f->name,
+                               i, f->name, j);
+    }
+    return 0;
+}
+
 /* One present member v against its descriptor f. */
 static int check_field(const msg_field_t *f, const json_t *v, err_t *e)
 {
@@ -247,6 +274,8 @@ static int check_field(const msg_field_t *f, const json_t *v, err_t *e)
     }
     case MSG_FIELD_UUID_ARRAY:
         return check_uuid_array(f, v, e);
+    case MSG_FIELD_PET_VERSIONS:
+        return check_pet_versions(f, v, e);
     case MSG_FIELD_ENUM:
     case MSG_FIELD_NULLABLE_ENUM:
         return check_enum(f, v, e);

@@ -48,6 +48,7 @@ static const char *const order_reasons[] = {
 #define OPT_UUIDS(n, lo, hi) F(n, UUID_ARRAY, 0, lo, hi, NULL)
 #define REQ_ENUM(n, v) F(n, ENUM, 1, 0, 0, v)
 #define OPT_NULLABLE_ENUM(n, v) F(n, NULLABLE_ENUM, 0, 0, 0, v)
+#define OPT_PET_VERSIONS(n, lo, hi) F(n, PET_VERSIONS, 0, lo, hi, NULL)
 
 /* Commands. */
 
@@ -115,9 +116,13 @@ static const msg_field_t fields_inventory_pet_status_changed_v1[] = {
     OPT_UUID("order_id"),
 };
 
+/* pets, on reserved, released and sale_confirmed: the pets whose status this reply changed, with
+ * their new versions (their status is the reply's: reserved, available, sold); empty when the
+ * reply repeats an earlier answer. The storefront's catalog is kept from these. */
 static const msg_field_t fields_inventory_reserved_v1[] = {
     REQ_UUID("order_id"),
     REQ_UUIDS("pet_ids", 1, MAX_PETS),
+    OPT_PET_VERSIONS("pets", 0, MAX_PETS),
 };
 
 static const msg_field_t fields_inventory_reservation_rejected_v1[] = {
@@ -128,11 +133,13 @@ static const msg_field_t fields_inventory_reservation_rejected_v1[] = {
 static const msg_field_t fields_inventory_released_v1[] = {
     REQ_UUID("order_id"),
     REQ_UUIDS("pet_ids", 0, MAX_PETS), /* empty when nothing was held for the order */
+    OPT_PET_VERSIONS("pets", 0, MAX_PETS),
 };
 
 static const msg_field_t fields_inventory_sale_confirmed_v1[] = {
     REQ_UUID("order_id"),
     REQ_UUIDS("pet_ids", 1, MAX_PETS),
+    OPT_PET_VERSIONS("pets", 0, MAX_PETS),
 };
 
 static const msg_field_t fields_payment_charged_v1[] = {
@@ -235,6 +242,8 @@ const char *msg__kind_name(msg_field_kind_t kind)
         return "base64";
     case MSG_FIELD_UUID_ARRAY:
         return "uuid array";
+    case MSG_FIELD_PET_VERSIONS:
+        return "pet versions";
     case MSG_FIELD_ENUM:
         return "enum";
     case MSG_FIELD_NULLABLE_ENUM:

@@ -14,16 +14,18 @@
 
 /* What a field holds on the wire, and therefore how it is checked. */
 typedef enum msg_field_kind {
-    MSG_FIELD_UUID = 1,     /* string, uuid_valid */
-    MSG_FIELD_STRING,       /* string of min..max Unicode characters (code points) */
-    MSG_FIELD_INT,          /* JSON integer literal in min..max (12.0 is not an integer) */
-    MSG_FIELD_BOOL,         /* true or false */
-    MSG_FIELD_DATETIME,     /* string, msg_is_datetime */
-    MSG_FIELD_LAST4,        /* string of exactly 4 ASCII digits (the last digits of a card) */
-    MSG_FIELD_BASE64,       /* canonical standard base64 with padding, min..max characters */
-    MSG_FIELD_UUID_ARRAY,   /* array of min..max uuids, no two equal */
-    MSG_FIELD_ENUM,         /* one of values */
-    MSG_FIELD_NULLABLE_ENUM /* null or one of values */
+    MSG_FIELD_UUID = 1,      /* string, uuid_valid */
+    MSG_FIELD_STRING,        /* string of min..max Unicode characters (code points) */
+    MSG_FIELD_INT,           /* JSON integer literal in min..max (12.0 is not an integer) */
+    MSG_FIELD_BOOL,          /* true or false */
+    MSG_FIELD_DATETIME,      /* string, msg_is_datetime */
+    MSG_FIELD_LAST4,         /* string of exactly 4 ASCII digits (the last digits of a card) */
+    MSG_FIELD_BASE64,        /* canonical standard base64 with padding, min..max characters */
+    MSG_FIELD_UUID_ARRAY,    /* array of min..max uuids, no two equal */
+    MSG_FIELD_ENUM,          /* one of values */
+    MSG_FIELD_NULLABLE_ENUM, /* null or one of values */
+    MSG_FIELD_PET_VERSIONS   /* array of min..max objects {pet_id: uuid, version: integer >= 1},
+                                no two with the same pet_id (other members accepted) */
 } msg_field_kind_t;
 
 /* "No upper bound" for an MSG_FIELD_INT's max. */
@@ -33,7 +35,7 @@ typedef struct msg_field {
     const char *name; /* the member name in the payload object */
     msg_field_kind_t kind;
     int required;  /* 1: absence is an error; 0: may be absent (null only if NULLABLE) */
-    long long min; /* INT: value; STRING, BASE64: characters; UUID_ARRAY: items */
+    long long min; /* INT: value; STRING, BASE64: characters; UUID_ARRAY, PET_VERSIONS: items */
     long long max; /* as min; MSG_FIELD_NO_MAX for an INT without upper bound */
     const char *const *values; /* ENUM, NULLABLE_ENUM: allowed strings, NULL-terminated */
 } msg_field_t;

@@ -225,15 +225,11 @@ static int command_order(const svc_msg_t *m, const char **order_id, err_t *e)
     return 0;
 }
 
-/* Writes the plan's messages to the outbox: the reply correlated by the order, each pet event
- * by its pet (see inventory.h). */
+/* Writes the plan's messages (the reply, correlated by the order) to the outbox. */
 static int emit_plan(db_conn_t *db, const svc_cause_t *order_cause, const inv_plan_t *p, err_t *e)
 {
     for (size_t i = 0; i < p->n; i++) {
-        svc_cause_t cause = *order_cause;
-        if (p->msgs[i].type == MSG_INVENTORY_PET_STATUS_CHANGED_V1)
-            cause.correlation_id = json_string_value(json_object_get(p->msgs[i].payload, "pet_id"));
-        int rc = svc_emit(db, &cause, p->msgs[i].type, p->msgs[i].payload, e);
+        int rc = svc_emit(db, order_cause, p->msgs[i].type, p->msgs[i].payload, e);
         if (rc != 0)
             return rc;
     }

@@ -7,9 +7,10 @@
  * command therefore costs one round trip plus one per message it emits, and its effects, its
  * inbox row and its replies commit together or not at all.
  *
- * Correlation: replies carry the order id as correlation_id; pet events (pet_listed,
- * pet_status_changed) carry the pet id, so one pet's events share an outbox partition and reach
- * the storefront in order: a status change never overtakes the listing of its pet.
+ * Correlation: replies carry the order id as correlation_id, and name the pets they changed
+ * with their new versions (the storefront keeps its catalog from them); pet_listed carries the
+ * pet id. A reply may therefore reach the storefront before its pets' listings: the storefront
+ * keeps such a status in a partial row until the listing arrives (its migration 004).
  *
  * Threading: handlers run on the consumer thread that owns db; the app (metrics handles) is
  * read-only after inventory_app_new. */

@@ -1,17 +1,18 @@
 /* plan: the inventory's answers as a table of cases (see plan.h).
  *
- * The replies follow brief 3's rules:
- *   reserve      fresh and all pets available -> reserved + status changes to "reserved";
+ * The replies follow brief 3's rules (a reply that changes pets names them with their new
+ * versions in `pets`, from which the storefront keeps its catalog; no event per pet):
+ *   reserve      fresh and all pets available -> reserved, its pets now "reserved";
  *                fresh and some pet unknown or taken -> reservation_rejected(unavailable);
  *                already reserved or sold -> reserved again (no change);
  *                already released or rejected -> reservation_rejected again: a reserve that
  *                arrives after its release never takes pets.
- *   release      reserved -> released(the pets it gave back) + status changes to "available";
+ *   release      reserved -> released(the pets it gave back), now "available";
  *                no reservation (a tombstone was written), released or rejected -> released([]);
  *                sold -> nothing (anomaly).
- *   confirm_sale reserved -> sale_confirmed + status changes to "sold"; sold -> sale_confirmed
+ *   confirm_sale reserved -> sale_confirmed, its pets now "sold"; sold -> sale_confirmed
  *                again; anything else -> nothing (anomaly).
- * "Again" replies carry no status changes: the pets did not change this time. */
+ * "Again" replies carry pets = []: the pets did not change this time. */
 #include "plan.h"
 
 #include <string.h>
@@ -105,26 +106,50 @@ static int changed_ids(const json_t *changed, json_t **out, err_t *e)
     return 0;
 }
 
-/* One pet_status_changed per entry of changed, in the order given (pet id order). */
-static int status_changes(inv_plan_t *p, const json_t *changed, const char *status,
-                          const char *order_id, err_t *e)
+/* The pets of changed ([[id, version], ...]; NULL reads as []) as [{pet_id, version}, ...], in
+ * the order given (pet id order), checking every entry. */
+static int changed_pets(const json_t *changed, json_t **out, err_t *e)
 {
+    json_t *pets = json_array();
     size_t i;
     json_t *entry;
+    if (pets == NULL)
+        return err_set(e, ERR_NOMEM, "out of memory");
     json_array_foreach(changed, i, entry)
     {
         const char *id = json_string_value(json_array_get(entry, 0));
         const json_t *v = json_array_get(entry, 1);
-        if (id == NULL || !json_is_integer(v) || json_integer_value(v) < 1)
+        if (id == NULL || !json_is_integer(v) || json_integer_value(v) < 1) {
+            json_decref(pets);
             return err_set(e, ERR_INVALID, "changed[%zu]: expected [pet_id, version]", i);
-        int rc = add(p, MSG_INVENTORY_PET_STATUS_CHANGED_V1,
-                     json_pack("{s:s,s:s,s:I,s:s}", "pet_id", id, "status", status, "version",
-                               json_integer_value(v), "order_id", order_id),
-                     e);
-        if (rc != 0)
-            return rc;
+        }
+        if (json_array_append_new(pets, json_pack("{s:s,s:I}", "pet_id", id, "version",
+                                                  json_integer_value(v))) != 0) {
+            json_decref(pets);
+            return err_set(e, ERR_NOMEM, "out of memory");
+        }
     }
+    *out = pets;
     return 0;
+}
+
+/* A reply that may change pets (reserved, released, sale_confirmed): pet_ids and, in pets, the
+ * pets this reply changed with their new versions ([] when it repeats an earlier answer). */
+static int reply_changed(inv_plan_t *p, msg_type_t type, const char *order_id, const json_t *ids,
+                         const json_t *changed, err_t *e)
+{
+    json_t *pets = NULL;
+    int rc = changed_pets(changed, &pets, e);
+    if (rc != 0)
+        return rc;
+    json_t *copy = ids_copy(ids);
+    if (copy == NULL || !json_is_array(copy)) {
+        json_decref(copy);
+        json_decref(pets);
+        return err_set(e, ERR_INVALID, "pet_ids: pet ids are not an array");
+    }
+    return add(p, type,
+               json_pack("{s:s,s:o,s:o}", "order_id", order_id, "pet_ids", copy, "pets", pets), e);
 }
 
 static int plan_reserve(const char *order_id, const inv_outcome_t *o, const json_t *changed,
@@ -135,8 +160,7 @@ static int plan_reserve(const char *order_id, const inv_outcome_t *o, const json
         if (json_array_size(changed) != json_array_size(o->pet_ids))
             return err_set(e, ERR_INVALID, "reservation holds %zu pets but reserved %zu",
                            json_array_size(o->pet_ids), json_array_size(changed));
-        int rc = reply(p, MSG_INVENTORY_RESERVED_V1, order_id, "pet_ids", o->pet_ids, e);
-        return rc != 0 ? rc : status_changes(p, changed, "reserved", order_id, e);
+        return reply_changed(p, MSG_INVENTORY_RESERVED_V1, order_id, o->pet_ids, changed, e);
     }
     if (json_array_size(changed) != 0)
         return err_set(e, ERR_INVALID, "a reserve that did not reserve changed %zu pets",
@@ -144,7 +168,7 @@ static int plan_reserve(const char *order_id, const inv_outcome_t *o, const json
     switch (o->prior == INV_RES_NONE ? o->status : o->prior) {
     case INV_RES_RESERVED:
     case INV_RES_SOLD:
-        return reply(p, MSG_INVENTORY_RESERVED_V1, order_id, "pet_ids", o->pet_ids, e);
+        return reply_changed(p, MSG_INVENTORY_RESERVED_V1, order_id, o->pet_ids, NULL, e);
     case INV_RES_REJECTED:
     case INV_RES_RELEASED:
         return reply(p, MSG_INVENTORY_RESERVATION_REJECTED_V1, order_id, "unavailable_pet_ids",
@@ -165,21 +189,21 @@ static int plan_release(const char *order_id, const inv_outcome_t *o, const json
         int rc = changed_ids(changed, &ids, e);
         if (rc != 0)
             return rc;
-        rc = reply(p, MSG_INVENTORY_RELEASED_V1, order_id, "pet_ids", ids, e);
+        rc = reply_changed(p, MSG_INVENTORY_RELEASED_V1, order_id, ids, changed, e);
         json_decref(ids);
         if (rc == 0 && json_array_size(changed) != json_array_size(o->pet_ids))
             p->anomaly = "reserved pets were not held by their order";
-        return rc != 0 ? rc : status_changes(p, changed, "available", order_id, e);
+        return rc;
     }
     case INV_RES_NONE:
         if (o->status == INV_RES_NONE) {
             p->raced = 1;
             return 0;
         }
-        return reply(p, MSG_INVENTORY_RELEASED_V1, order_id, "pet_ids", NULL, e);
+        return reply_changed(p, MSG_INVENTORY_RELEASED_V1, order_id, NULL, NULL, e);
     case INV_RES_REJECTED:
     case INV_RES_RELEASED:
-        return reply(p, MSG_INVENTORY_RELEASED_V1, order_id, "pet_ids", NULL, e);
+        return reply_changed(p, MSG_INVENTORY_RELEASED_V1, order_id, NULL, NULL, e);
     case INV_RES_SOLD:
         break;
     }
@@ -190,15 +214,13 @@ static int plan_release(const char *order_id, const inv_outcome_t *o, const json
 static int plan_confirm(const char *order_id, const inv_outcome_t *o, const json_t *changed,
                         inv_plan_t *p, err_t *e)
 {
-    int rc;
     switch (o->prior) {
     case INV_RES_RESERVED:
         if (json_array_size(changed) != json_array_size(o->pet_ids))
             p->anomaly = "reserved pets were not held by their order";
-        rc = reply(p, MSG_INVENTORY_SALE_CONFIRMED_V1, order_id, "pet_ids", o->pet_ids, e);
-        return rc != 0 ? rc : status_changes(p, changed, "sold", order_id, e);
+        return reply_changed(p, MSG_INVENTORY_SALE_CONFIRMED_V1, order_id, o->pet_ids, changed, e);
     case INV_RES_SOLD:
-        return reply(p, MSG_INVENTORY_SALE_CONFIRMED_V1, order_id, "pet_ids", o->pet_ids, e);
+        return reply_changed(p, MSG_INVENTORY_SALE_CONFIRMED_V1, order_id, o->pet_ids, NULL, e);
     case INV_RES_NONE:
         p->anomaly = "confirm_sale of an order with no reservation";
         return 0;

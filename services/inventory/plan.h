@@ -3,11 +3,11 @@
  * Each command (reserve, release, confirm_sale) runs as ONE SQL statement that locks the order's
  * reservation row, changes what must change and reports the outcome: the reservation's status
  * before and after, its pet ids, the unavailable pet ids and the pets whose status changed with
- * their new versions (handlers.c). inv_plan turns that outcome into the messages to emit, in
- * order: the reply first (reserved, reservation_rejected, released or sale_confirmed), then one
- * pet_status_changed per changed pet in pet id order. Cases that cannot happen by construction
- * (a release after the sale, a confirm without a reservation) emit nothing and name the anomaly,
- * which the caller logs at error level.
+ * their new versions (handlers.c). inv_plan turns that outcome into the message to emit: the
+ * reply (reserved, reservation_rejected, released or sale_confirmed), which names the pets it
+ * changed with their new versions (`pets`, in pet id order). Cases that cannot happen by
+ * construction (a release after the sale, a confirm without a reservation) emit nothing and name
+ * the anomaly, which the caller logs at error level.
  *
  * Threading: pure and reentrant. Ownership: the outcome's JSON is borrowed; a plan owns the
  * payloads it holds until inv_plan_clear. */

@@ -1,7 +1,11 @@
 /* events: the storefront's read models, kept from other services' events (the consumer of
- * storefront.events). Every update applies only a newer version, so redelivered, duplicated or
- * reordered events never move a model back. Orders are applied by order_view.c. */
+ * storefront.events): the catalog from inventory's listings and from the pets its replies
+ * (reserved, released, sale_confirmed) changed, the orders from the saga's status changes
+ * (order_view.c). Every update applies only a newer version, so redelivered, duplicated or
+ * reordered events never move a model back; a status that arrives before its pet's listing
+ * waits in a partial row (migration 004). */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "storefront.h"
@@ -40,6 +44,55 @@ static const char *s(const svc_msg_t *m, const char *key)
 static void int_text(const svc_msg_t *m, const char *key, char *out, size_t n)
 {
     snprintf(out, n, "%lld", (long long)json_integer_value(json_object_get(m->payload, key)));
+}
+
+/* The pets an inventory reply changed ([{pet_id, version}, ...]) set to one status, newest
+ * version winning, in one statement. */
+static const db_stmt_t pets_status_stmt = {
+    .name = "sf_pets_status",
+    .sql = "INSERT INTO pets (id, status, version)"
+           " SELECT p.pet_id, $2, p.version"
+           " FROM jsonb_to_recordset($1::jsonb) AS p(pet_id uuid, version int)"
+           " ON CONFLICT (id) DO UPDATE SET status = excluded.status,"
+           "  version = excluded.version, updated_at = now()"
+           " WHERE pets.version < excluded.version",
+    .nparams = 2,
+};
+
+/* inventory.reserved, released and sale_confirmed name the pets they changed with their new
+ * versions (`pets`): the catalog's statuses come from them. A reply that repeats an earlier one
+ * changes none; a reply without `pets` (an older inventory) leaves the catalog to its
+ * pet_status_changed events. */
+static int apply_pets(db_conn_t *db, const svc_msg_t *m, const char *status, err_t *e)
+{
+    const json_t *pets = json_object_get(m->payload, "pets");
+    if (json_array_size(pets) == 0)
+        return 0;
+    char *text = json_dumps(pets, JSON_COMPACT);
+    if (text == NULL)
+        return err_set(e, ERR_NOMEM, "out of memory");
+    const char *params[] = {text, status};
+    int rc = db_exec(db, &pets_status_stmt, params, NULL, e);
+    free(text);
+    return rc;
+}
+
+int sf_on_pets_reserved(db_conn_t *db, const svc_msg_t *m, void *app, err_t *e)
+{
+    (void)app;
+    return apply_pets(db, m, "reserved", e);
+}
+
+int sf_on_pets_released(db_conn_t *db, const svc_msg_t *m, void *app, err_t *e)
+{
+    (void)app;
+    return apply_pets(db, m, "available", e);
+}
+
+int sf_on_pets_sold(db_conn_t *db, const svc_msg_t *m, void *app, err_t *e)
+{
+    (void)app;
+    return apply_pets(db, m, "sold", e);
 }
 
 int sf_on_order_status(db_conn_t *db, const svc_msg_t *m, void *app, err_t *e)

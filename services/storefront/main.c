@@ -60,6 +60,9 @@ static const svc_route_t event_routes[] = {
     {MSG_SAGA_ORDER_STATUS_CHANGED_V1, sf_on_order_status},
     {MSG_INVENTORY_PET_LISTED_V1, sf_on_pet_listed},
     {MSG_INVENTORY_PET_STATUS_CHANGED_V1, sf_on_pet_status},
+    {MSG_INVENTORY_RESERVED_V1, sf_on_pets_reserved},
+    {MSG_INVENTORY_RELEASED_V1, sf_on_pets_released},
+    {MSG_INVENTORY_SALE_CONFIRMED_V1, sf_on_pets_sold},
 };
 
 static int init(svc_t *svc, void **out, err_t *e)
@@ -88,9 +91,8 @@ static int init(svc_t *svc, void **out, err_t *e)
     app->session_ttl_s = cfg_int(cfg, "SESSION_TTL_S");
     unsigned char junk[16];
     randombytes_buf(junk, sizeof(junk));
-    if (crypto_pwhash_str(app->dummy_hash, (const char *)junk, sizeof(junk),
-                          crypto_pwhash_OPSLIMIT_INTERACTIVE,
-                          crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0) {
+    if (crypto_pwhash_str(app->dummy_hash, (const char *)junk, sizeof(junk), SF_PWHASH_OPSLIMIT,
+                          SF_PWHASH_MEMLIMIT) != 0) {
         free(app);
         return err_set(e, ERR_NOMEM, "out of memory hashing");
     }

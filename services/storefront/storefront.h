@@ -10,6 +10,13 @@
 
 #include "svc.h"
 
+/* Argon2id for passwords (crypto_pwhash_str): OWASP's setting of 7 MiB and 5 passes, as strong
+ * as 19 MiB x 2 or 46 MiB x 1, so that a login's working memory stays within the daemon's RSS
+ * budget; libsodium's interactive limits take 64 MiB per concurrent login. Stored hashes name
+ * their own parameters, so hashes made with other limits still verify. */
+#define SF_PWHASH_OPSLIMIT 5ULL
+#define SF_PWHASH_MEMLIMIT ((size_t)7 * 1024 * 1024)
+
 typedef struct storefront_app {
     unsigned char payment_pk[crypto_box_PUBLICKEYBYTES]; /* seals card numbers */
     int admin_enabled;
@@ -114,6 +121,9 @@ void *sf_notices_worker(void *svc);
 
 /* ---- events.c: the consumer of storefront.events ---- */
 int sf_on_order_status(db_conn_t *db, const svc_msg_t *m, void *app, err_t *e);
+int sf_on_pets_reserved(db_conn_t *db, const svc_msg_t *m, void *app, err_t *e);
+int sf_on_pets_released(db_conn_t *db, const svc_msg_t *m, void *app, err_t *e);
+int sf_on_pets_sold(db_conn_t *db, const svc_msg_t *m, void *app, err_t *e);
 int sf_on_pet_listed(db_conn_t *db, const svc_msg_t *m, void *app, err_t *e);
 int sf_on_pet_status(db_conn_t *db, const svc_msg_t *m, void *app, err_t *e);
 

@@ -58,6 +58,35 @@ def test_a_status_change_before_the_listing_is_kept_and_the_pet_hidden_until_lis
         assert pet(pet_id).json["status"] == "sold"
 
 
+def test_the_catalog_follows_the_pets_named_by_inventory_replies_newest_version_first():
+    """inventory.reserved, released and sale_confirmed name the pets they changed with their new
+    versions; the catalog takes each pet's newest, whatever order the replies of different
+    orders arrive in (one pet, released by one order and reserved by the next)."""
+    pet_id = str(uuid.uuid4())
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+    with Broker() as broker:
+        list_pet(broker, pet_id)
+        barrier(broker)
+        # The second order's reservation (version 4) overtakes the first's release (version 3).
+        broker.publish("inventory.reserved.v1",
+                       {"order_id": second, "pet_ids": [pet_id],
+                        "pets": [{"pet_id": pet_id, "version": 4}]}, correlation_id=second)
+        broker.publish("inventory.released.v1",
+                       {"order_id": first, "pet_ids": [pet_id],
+                        "pets": [{"pet_id": pet_id, "version": 3}]}, correlation_id=first)
+        barrier(broker)
+        assert pet(pet_id).json["status"] == "reserved", "the older release changes nothing"
+        # A repeated reply names no pets and changes nothing; the sale makes the pet sold.
+        broker.publish("inventory.reserved.v1",
+                       {"order_id": second, "pet_ids": [pet_id], "pets": []},
+                       correlation_id=second)
+        broker.publish("inventory.sale_confirmed.v1",
+                       {"order_id": second, "pet_ids": [pet_id],
+                        "pets": [{"pet_id": pet_id, "version": 5}]}, correlation_id=second)
+        barrier(broker)
+        assert pet(pet_id).json["status"] == "sold"
+
+
 def test_a_stale_order_status_changes_nothing():
     token = new_customer()
     number, _card = create_card(10_000)

@@ -302,6 +302,11 @@ static const char *str_at(const json_t *obj, const char *key)
     return s != NULL ? s : "(absent)";
 }
 
+static int string_is(const json_t *v, const char *want)
+{
+    return json_is_string(v) && strcmp(json_string_value(v), want) == 0;
+}
+
 static int int_is(const json_t *obj, const char *key, long long want)
 {
     const json_t *v = json_object_get(obj, key);
@@ -378,6 +383,21 @@ static const char *property_mismatch(const json_t *p, const msg_field_t *f)
             !int_is(p, "maxItems", f->max) || !json_is_true(json_object_get(p, "uniqueItems")) ||
             strcmp(str_at(items, "pattern"), UUID_PATTERN) != 0)
             return "uuid array: type, item bounds, uniqueness and item pattern";
+        return NULL;
+    }
+    case MSG_FIELD_PET_VERSIONS: {
+        const json_t *items = json_object_get(p, "items");
+        const json_t *props = json_object_get(items, "properties");
+        const json_t *req = json_object_get(items, "required");
+        const json_t *version = json_object_get(props, "version");
+        if (strcmp(type, "array") != 0 || !int_is(p, "minItems", f->min) ||
+            !int_is(p, "maxItems", f->max) || strcmp(str_at(items, "type"), "object") != 0 ||
+            json_array_size(req) != 2 || !string_is(json_array_get(req, 0), "pet_id") ||
+            !string_is(json_array_get(req, 1), "version") ||
+            strcmp(str_at(json_object_get(props, "pet_id"), "pattern"), UUID_PATTERN) != 0 ||
+            strcmp(str_at(version, "type"), "integer") != 0 || !int_is(version, "minimum", 1))
+            return "pet versions: array bounds, objects requiring pet_id (uuid pattern) and"
+                   " version (integer from 1)";
         return NULL;
     }
     case MSG_FIELD_ENUM:
