@@ -1,6 +1,6 @@
 /* accounts: sign-up, sign-in and sign-out.
  *
- * Passwords are hashed with Argon2id (crypto_pwhash_str, interactive limits) and never logged.
+ * Passwords are hashed with Argon2id (crypto_pwhash_str, SF_PWHASH_* limits) and never logged.
  * A session token is 32 random bytes, base64url, shown once; the database keeps only its
  * SHA-256. Sign-in verifies a dummy hash for unknown users so that timing does not reveal which
  * usernames exist. */
@@ -81,8 +81,7 @@ int sf_post_users(http_request_t *req, void *svc)
     if (!credentials(req, &body, &user, &pw, 1))
         return 0;
     char hash[crypto_pwhash_STRBYTES];
-    if (crypto_pwhash_str(hash, pw, strlen(pw), crypto_pwhash_OPSLIMIT_INTERACTIVE,
-                          crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0) {
+    if (crypto_pwhash_str(hash, pw, strlen(pw), SF_PWHASH_OPSLIMIT, SF_PWHASH_MEMLIMIT) != 0) {
         http_respond_kind(req, HTTP_PROBLEM_UNAVAILABLE, "out of memory hashing the password",
                           NULL);
         goto out;

@@ -43,6 +43,10 @@ def test_passwords_tokens_and_card_numbers_are_never_stored_or_logged_in_clear()
     sf = db.connect("storefront")
     stored = db.value(sf, "SELECT password_hash FROM users WHERE username = %s", name)
     assert stored.startswith("$argon2id$")
+    # OWASP's Argon2id setting of 7 MiB and 5 passes (as strong as 19 MiB x 2): a login's
+    # memory stays within the daemon's RSS budget, where libsodium's interactive limits take
+    # 64 MiB per concurrent login.
+    assert "$m=7168,t=5,p=1$" in stored, stored[:40]
     sf.close()
 
 
