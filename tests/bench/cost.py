@@ -156,6 +156,17 @@ class Meter:
             wal = int(cur.fetchone()[0])
         return commits, statements, wal
 
+    def _top(self):
+        """Every statement's calls, time and WAL, by database and query text."""
+        if not self.statements:
+            return {}
+        with self.admin.cursor() as cur:
+            cur.execute("SELECT d.datname, s.query, sum(s.calls), sum(s.total_exec_time),"
+                        " sum(s.wal_bytes) FROM pg_stat_statements s"
+                        " JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = ANY(%s)"
+                        " GROUP BY d.datname, s.query", (list(SERVICE_DBS),))
+            return {(db, q): (int(c), float(t), int(w)) for db, q, c, t, w in cur.fetchall()}
+
     def _mq(self):
         queues = {}
         for q in self._mgmt("/api/queues/petstore?columns=name,message_stats"):
@@ -180,6 +191,7 @@ class Meter:
         self.t0 = time.monotonic()
         self.cpu0, self.pg0, self.backends0 = self._cpu()
         self.db0 = self._db()
+        self.top0 = self._top()
         self.mq0 = self._mq()
 
     def end(self, sagas):
@@ -188,8 +200,18 @@ class Meter:
         cpu1, pg1, backends1 = self._cpu()
         time.sleep(SETTLE_S)
         db1 = self._db()
+        top1 = self._top()
         mq1 = self._mq()
         per = max(sagas, 1)
+        top = []
+        for key, (calls, ms, wal_b) in top1.items():
+            c0, ms0, w0 = self.top0.get(key, (0, 0.0, 0))
+            if calls > c0:
+                top.append({"database": key[0], "query": " ".join(key[1].split())[:240],
+                            "calls_per_saga": round((calls - c0) / per, 2),
+                            "exec_ms_per_saga": round((ms - ms0) / per, 3),
+                            "wal_bytes_per_saga": round((wal_b - w0) / per)})
+        top.sort(key=lambda t: -t["exec_ms_per_saga"])
 
         cpu = {k: (v - self.cpu0.get(k, 0.0)) for k, v in cpu1.items() if k in self.cpu0}
         pg = {k: (v - self.pg0.get(k, 0.0)) for k, v in pg1.items()}
@@ -230,6 +252,7 @@ class Meter:
                                 for k, v in sorted(queues.items())},
             "delivered_per_saga_total": round(sum(v["delivered"] for v in queues.values()) / per,
                                               2),
+            "statements": top[:40],
         }
 
     def rss_mb(self, field="VmHWM"):
