@@ -41,9 +41,11 @@
  *      partitions p (one relay per partition at a time keeps one order's messages in order
  *      across relays; relays count each other by session locks in OUTBOX_SLOT_NAMESPACE);
  *   2. selects `sent_at IS NULL AND parked_at IS NULL AND available_at <= now() AND partition
- *      IN (held)` in id order, LIMIT batch, FOR UPDATE SKIP LOCKED (index outbox_unsent covers
- *      (partition, id)), leaving out every row behind an earlier unsent row of its
- *      correlation id that is in backoff or parked (index outbox_failed);
+ *      IN (held)` in id order, LIMIT batch, FOR UPDATE SKIP LOCKED (index outbox_unsent, on id
+ *      over the unsent rows only, hands them over in that order whatever the backlog and
+ *      however many sent rows are kept: migration 004), leaving out every row behind an
+ *      earlier unsent row of its correlation id that is in backoff or parked (index
+ *      outbox_failed);
  * then publishes with publisher confirms, sets sent_at = now() on the confirmed ids in the same
  * transaction and commits (a crash before the commit republishes: consumers dedupe by
  * message_id). LISTEN on channel OUTBOX_CHANNEL wakes it; poll as well, since a notification
