@@ -307,8 +307,8 @@ ORDER_EVENTS = ",\n".join([
     _event("reserved", 18, "inventory.reserved", "inventory", "o.order_id::text",
            _mid("reserve", 9) + "::text",
            "jsonb_build_object('pet_ids', to_jsonb(o.pet_ids), 'order_id', o.order_id,"
-           " 'pets', (SELECT jsonb_agg(jsonb_build_object('pet_id', q.pet_id, 'version', 2)"
-           " ORDER BY q.pet_id) FROM plan_pets q WHERE q.i = o.i))"),
+           " 'pets', (SELECT jsonb_agg(jsonb_build_object('pet_id', q, 'version', 2)"
+           " ORDER BY q) FROM unnest(o.pet_ids) q))"),
     _event("s3", 26, "saga.order_status_changed", "order-saga", "o.order_id::text",
            _mid("reserved", 18) + "::text", _status_payload("PAYING", 3, 26)),
     _event("charged", 35, "payment.charged", "payment", "o.order_id::text",
@@ -320,8 +320,8 @@ ORDER_EVENTS = ",\n".join([
     _event("confirmed", 42, "inventory.sale_confirmed", "inventory", "o.order_id::text",
            _mid("confirm", 38) + "::text",
            "jsonb_build_object('pet_ids', to_jsonb(o.pet_ids), 'order_id', o.order_id,"
-           " 'pets', (SELECT jsonb_agg(jsonb_build_object('pet_id', q.pet_id, 'version', 3)"
-           " ORDER BY q.pet_id) FROM plan_pets q WHERE q.i = o.i))"),
+           " 'pets', (SELECT jsonb_agg(jsonb_build_object('pet_id', q, 'version', 3)"
+           " ORDER BY q) FROM unnest(o.pet_ids) q))"),
     _event("s5", 47, "saga.order_status_changed", "order-saga", "o.order_id::text",
            _mid("confirmed", 42) + "::text", _status_payload("COMPLETED", 5, 47)),
 ])
