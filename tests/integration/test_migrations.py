@@ -38,7 +38,8 @@ def test_migrations_apply_once_and_are_recorded(scratch_db):
     conn.autocommit = True
     rows = db.rows(conn, "SELECT component, version, name FROM schema_migrations ORDER BY version")
     assert [(r["component"], r["version"], r["name"]) for r in rows] == [
-        ("runtime", 1, "outbox"), ("runtime", 2, "inbox"), ("runtime", 3, "outbox_order")]
+        ("runtime", 1, "outbox"), ("runtime", 2, "inbox"), ("runtime", 3, "outbox_order"),
+        ("runtime", 4, "outbox_claim_in_id_order")]
     assert db.value(conn, "SELECT to_regclass('outbox') IS NOT NULL AND"
                           " to_regclass('inbox') IS NOT NULL")
     # An applied migration whose text changed is refused, naming it.
