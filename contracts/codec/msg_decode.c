@@ -181,14 +181,24 @@ static int check_int(const msg_field_t *f, const json_t *v, err_t *e)
                    f->max);
 }
 
-static int check_uuid_array(const msg_field_t *f, const json_t *v, err_t *e)
+/* An array of f->min..f->max items; 0 and its size in *n, else the error. */
+static int check_array(const msg_field_t *f, const json_t *v, size_t *n, err_t *e)
 {
     if (!json_is_array(v))
         return err_set(e, ERR_INVALID, "$.%s: expected array", f->name);
-    size_t n = json_array_size(v);
-    if ((long long)n < f->min || (long long)n > f->max)
+    *n = json_array_size(v);
+    if ((long long)*n < f->min || (long long)*n > f->max)
         return err_set(e, ERR_INVALID, "$.%s: expected %lld to %lld items, got %zu", f->name,
-                       f->min, f->max, n);
+                       f->min, f->max, *n);
+    return 0;
+}
+
+static int check_uuid_array(const msg_field_t *f, const json_t *v, err_t *e)
+{
+    size_t n = 0;
+    int rc = check_array(f, v, &n, e);
+    if (rc != 0)
+        return rc;
     /* n <= max (20 for every table today), so the quadratic duplicate check stays tiny. */
     for (size_t i = 0; i < n; i++) {
         const char *s = msg__string(json_array_get(v, i));
@@ -204,12 +214,10 @@ static int check_uuid_array(const msg_field_t *f, const json_t *v, err_t *e)
 
 static int check_pet_versions(const msg_field_t *f, const json_t *v, err_t *e)
 {
-    if (!json_is_array(v))
-        return err_set(e, ERR_INVALID, "$.%s: expected array", f->name);
-    size_t n = json_array_size(v);
-    if ((long long)n < f->min || (long long)n > f->max)
-        return err_set(e, ERR_INVALID, "$.%s: expected %lld to %lld items, got %zu", f->name,
-                       f->min, f->max, n);
+    size_t n = 0;
+    int rc = check_array(f, v, &n, e);
+    if (rc != 0)
+        return rc;
     for (size_t i = 0; i < n; i++) {
         const json_t *item = json_array_get(v, i);
         if (!json_is_object(item))

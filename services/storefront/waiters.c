@@ -176,29 +176,26 @@ void sf_waiters_wake(db_conn_t *db, const char *order_id, const char *status)
 
 void sf_waiters_recheck(db_conn_t *db)
 {
-    waiter_t *list = take(TAKE_ALL, NULL, NULL), *done = NULL;
+    waiter_t *list = take(TAKE_ALL, NULL, NULL);
     while (list != NULL) {
         waiter_t *w = list;
         list = w->next;
         json_t *order = NULL;
         err_t e;
         err_clear(&e);
-        int finished =
-            db != NULL && sf_order_load(db, w->order_id, w->user_id, &order, &e) == 0 &&
-            sf_waiter_done(w->leave, json_string_value(json_object_get(order, "status")));
-        json_decref(order);
-        if (finished) {
-            w->next = done;
-            done = w;
+        if (db != NULL && sf_order_load(db, w->order_id, w->user_id, &order, &e) == 0 &&
+            sf_waiter_done(w->leave, json_string_value(json_object_get(order, "status")))) {
+            http_respond_json(w->req, 200, order);
+            release(w); /* the list's reference, which take() handed over */
             continue;
         }
+        json_decref(order);
         pthread_mutex_lock(&lock); /* still waiting: back in the list, still the list's */
         w->listed = 1;
         w->next = waiters;
         waiters = w;
         pthread_mutex_unlock(&lock);
     }
-    answer(done, db);
 }
 
 void sf_waiters_expire(db_conn_t *db) { answer(take(TAKE_EXPIRED, NULL, NULL), db); }

@@ -92,6 +92,39 @@ def test_a_long_poll_until_terminal_answers_once_the_order_has_ended(second_stor
     wait_status(token, held)
 
 
+def test_a_long_poll_outlives_a_lost_notices_connection():
+    """Notifications sent while an instance's notices connection is down are lost, so on each
+    new connection it looks at every parked long poll again: one still waiting stays parked and
+    is woken by the next change; none is dropped or answered early."""
+    import threading
+    import db
+    token = new_customer()
+    number, _card = create_card(10_000)
+    petstore("stop", "payment")  # hold the order in PAYING
+    try:
+        oid = place_order(token, number, [create_pet(700)])
+        wait_status(token, oid, ("PAYING",), timeout=30)
+        results = []
+        poll = threading.Thread(target=lambda: results.append(httpc.get(
+            api() + f"/v1/orders/{oid}?wait=30&until=terminal", token=token, timeout=40)))
+        poll.start()
+        admin = db.admin("storefront")
+        pids = ("SELECT coalesce(array_agg(pid), '{}') FROM pg_stat_activity"
+                " WHERE application_name = 'storefront notices'")
+        old = wait_until(lambda: db.value(admin, pids), what="the notices connection")
+        assert db.value(admin, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                               " WHERE pid = ANY(%s)", old) == len(old)
+        wait_until(lambda: set(db.value(admin, pids)) - set(old), timeout=15,
+                   what="a new notices connection")
+        admin.close()
+        assert poll.is_alive() and not results, "still waiting: the order is still PAYING"
+    finally:
+        petstore("start", "payment")
+    poll.join(timeout=45)
+    r, = results
+    assert r.status == 200 and r.json["status"] in ("COMPLETED", "CANCELLED"), r
+
+
 def test_bad_until_values_are_refused():
     token = new_customer()
     number, _card = create_card(10_000)
