@@ -22,6 +22,12 @@ static const cfg_var_t storefront_vars[] = {
      .min = 60,
      .max = 2592000,
      .help = "lifetime of a session token in seconds"},
+    {.name = "IDEMPOTENCY_RETENTION_S",
+     .kind = CFG_INT,
+     .default_value = "86400",
+     .min = 60,
+     .max = 2592000,
+     .help = "how long an Idempotency-Key is remembered, in seconds (older ones are purged)"},
 };
 
 extern const char storefront_index_html[];
@@ -89,6 +95,7 @@ static int init(svc_t *svc, void **out, err_t *e)
         app->admin_enabled = 1;
     }
     app->session_ttl_s = cfg_int(cfg, "SESSION_TTL_S");
+    app->idempotency_retention_s = cfg_int(cfg, "IDEMPOTENCY_RETENTION_S");
     unsigned char junk[16];
     randombytes_buf(junk, sizeof(junk));
     if (crypto_pwhash_str(app->dummy_hash, (const char *)junk, sizeof(junk), SF_PWHASH_OPSLIMIT,

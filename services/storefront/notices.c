@@ -16,7 +16,11 @@
  *     it looks at every parked long poll and stream again and empties the session cache; while
  *     it has none, the cache is not used (every request asks the database);
  *   - its tick answers long polls at their deadlines (also while it reconnects) and keeps
- *     streams alive every 15 s; at shutdown it answers every waiter and ends every stream. */
+ *     streams alive every 15 s; at shutdown it answers every waiter and ends every stream;
+ *   - it also purges idempotency keys older than IDEMPOTENCY_RETENTION_S, at its start and
+ *     every minute, PURGE_ROWS at a time (again at once while batches come back full), so the
+ *     table holds a retention's worth of orders and not every order ever placed. Every
+ *     instance purges; the batches skip rows another instance is deleting. */
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -29,6 +33,51 @@
 #define TICK_MS 100
 #define IDLE_MS 1000
 #define STREAM_PING_S 15
+#define PURGE_EVERY_S 60
+#define PURGE_ROWS 1000 /* the LIMIT of purge_keys_stmt */
+
+/* Oldest first through a BRIN index on created_at (migration 006: keys are written in time
+ * order, so the index is tiny and costs an order nothing). */
+static const db_stmt_t purge_keys_stmt = {
+    .name = "sf_purge_idempotency_keys",
+    .sql = "DELETE FROM idempotency_keys WHERE ctid IN ("
+           "  SELECT ctid FROM idempotency_keys"
+           "  WHERE created_at < now() - make_interval(secs => $1::int)"
+           "  LIMIT 1000 FOR UPDATE SKIP LOCKED)",
+    .nparams = 1,
+};
+
+/* One batch when due; the next one at once after a full batch, else in a minute. */
+static void purge_keys(svc_worker_t *w)
+{
+    static struct timespec next;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    db_conn_t *db = svc_worker_db(w);
+    if (db == NULL || now.tv_sec < next.tv_sec)
+        return;
+    const storefront_app_t *app = svc_app(svc_worker_svc(w));
+    char secs[16];
+    snprintf(secs, sizeof(secs), "%d", app->idempotency_retention_s);
+    const char *params[] = {secs};
+    db_result_t *res = NULL;
+    err_t e;
+    err_clear(&e);
+    next = now;
+    next.tv_sec += PURGE_EVERY_S;
+    if (db_exec(db, &purge_keys_stmt, params, &res, &e) != 0) {
+        log_err(LOG_WARN, NULL, "storefront.idempotency_purge_failed", &e);
+        return;
+    }
+    long deleted = db_cmd_tuples(res);
+    db_result_free(res);
+    if (deleted > 0)
+        log_info(NULL, "storefront.idempotency_purged",
+                 json_pack("{s:I,s:i}", "deleted", (json_int_t)deleted, "retention_s",
+                           app->idempotency_retention_s));
+    if (deleted >= PURGE_ROWS)
+        next = now; /* more is waiting */
+}
 
 static void on_notice(svc_worker_t *w, void *ctx, const char *channel, const char *payload)
 {
@@ -84,6 +133,7 @@ static void tick(svc_worker_t *w, void *ctx)
         next_ping.tv_sec += STREAM_PING_S;
     }
     sf_waiters_expire(svc_worker_db(w));
+    purge_keys(w);
 }
 
 /* Everything happens in on_notice during the worker's waits. */

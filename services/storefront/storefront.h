@@ -22,6 +22,7 @@ typedef struct storefront_app {
     int admin_enabled;
     unsigned char admin_token_hash[crypto_generichash_BYTES];
     int session_ttl_s;
+    int idempotency_retention_s;
     char dummy_hash[crypto_pwhash_STRBYTES]; /* verified for unknown users: equal timing */
 } storefront_app_t;
 
