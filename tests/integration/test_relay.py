@@ -227,3 +227,40 @@ def test_a_late_committing_transaction_is_not_overtaken(scratch):
         early.close()
         late.close()
         relay.stop()
+
+
+def test_the_backlog_gauges_count_unsent_and_parked_rows_and_the_oldest_unsent_age(scratch):
+    """petstore_outbox_backlog counts unsent, unparked rows (those in backoff included),
+    petstore_outbox_parked the parked ones, petstore_outbox_lag_seconds the age of the oldest
+    unsent, unparked row; sent rows kept for retention count in none of them."""
+    from test_relay_isolation import metric
+    conn, cap = scratch["conn"], scratch["capture"]
+    published = [insert(conn, scratch["exchange"]) for _ in range(5)]
+    relay = Relay(scratch["url"]).ready()
+    try:
+        cap.wait_for(lambda _m, p, _b: p.message_id in published, count=5, timeout=15)
+        wait_until(lambda: all(sent(conn, m) for m in published), timeout=15,
+                   what="the first rows marked sent")
+
+        def row_in(state):
+            """An outbox row the relay cannot claim: in backoff for an hour (created 90 s ago)
+            or parked."""
+            mid = str(uuid.uuid4())
+            db.rows(conn, "INSERT INTO outbox (partition, exchange, routing_key, message_id,"
+                          " type, body, attempts, available_at, created_at, parked_at)"
+                          " VALUES (0, %s, 'k', %s, 't', '{}', 3, now() + interval '1 hour',"
+                          " now() - interval '90 seconds', CASE WHEN %s THEN now() END)",
+                    scratch["exchange"], mid, state == "parked")
+            return mid
+        for _ in range(3):
+            row_in("backoff")
+        row_in("parked")
+
+        def shown():
+            return (metric(relay, "petstore_outbox_backlog") == 3 and
+                    metric(relay, "petstore_outbox_parked") == 1 and
+                    metric(relay, "petstore_outbox_lag_seconds") >= 90)
+        wait_until(shown, timeout=15, what="backlog 3, parked 1 and lag >= 90 s on the relay's"
+                   " gauges (refreshed every 5 s)")
+    finally:
+        relay.stop()
