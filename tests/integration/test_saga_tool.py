@@ -363,8 +363,8 @@ def operator_steps(order_id):
 def assert_list_json_matches_text(order_id):
     """`list --json` parses and carries every column the text shows for the order."""
     state = saga_row(order_id)["status"]
-    text = saga_tool("list", "--state", state, "--limit", "1000")
-    doc = saga_tool("list", "--state", state, "--limit", "1000", "--json")
+    text = saga_tool("list", "--state", state, "--limit", "1000000")
+    doc = saga_tool("list", "--state", state, "--limit", "1000000", "--json")
     assert text.rc == 0 and doc.rc == 0 and isinstance(doc.json, list), (text, doc)
     header = re.split(r"\s{2,}", text.out.splitlines()[0].strip())
     assert header == ["order", "status", "reason", "ver", "in state", "waiting for", "until",
