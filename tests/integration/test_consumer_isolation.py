@@ -6,8 +6,11 @@ no room in the frame for the consumer's own is dead-lettered with its headers tr
 Each test runs its own audit consumer (the system's steps aside, and is back at the end) and
 queues its messages before that consumer starts, so that they reach it as one batch."""
 import json
+import uuid
 
 import db
+from amqp import Broker, envelope
+from petstore_env import need
 from daemons import (audit_daemon, audit_recorded, publish_events, publish_poison, replacing,
                      wait_dead_letters)
 from wait import wait_until
@@ -67,6 +70,39 @@ def test_a_poison_message_with_headers_filling_the_frame_is_dead_lettered_with_t
             wait_until(lambda: audit.metric("petstore_messages_consumed_total",
                                             queue="audit.events", outcome="ok") == len(good),
                        what="the batch acknowledged")
+        finally:
+            assert audit.stop() == 0
+    conn.close()
+
+
+def test_an_event_the_database_refuses_is_dead_lettered_and_the_rest_of_its_batch_recorded():
+    """A message that passes every contract check but that PostgreSQL refuses (year 0000 is a
+    valid RFC 3339 date-time, not a valid timestamptz) is poison of class handler, found at
+    once (not after the retries of a failing handler), while the batch it came in is recorded."""
+    conn = db.connect("audit")
+    with replacing("audit"):
+        good = publish_events(6)
+        with Broker(need("STOREFRONT_AMQP_URL")) as broker:
+            order = str(uuid.uuid4())
+            props = envelope("order.cancel_requested.v1", order, source="storefront")
+            props.user_id = "storefront"
+            props.headers["cloudEvents_time"] = "0000-01-01T00:00:00Z"
+            bad = broker.publish("order.cancel_requested.v1",
+                                 {"order_id": order, "user_id": str(uuid.uuid4())},
+                                 properties=props)
+        good += publish_events(6)
+        audit = audit_daemon("refused")
+        try:
+            audit.wait_ready("the test's audit consumer ready")
+            wait_until(lambda: audit_recorded(conn, good) == len(good), timeout=30,
+                       what="every other message of the batch recorded")
+            dead = wait_dead_letters("audit.events.dlq", [bad])
+            assert len(dead[bad]) == 1
+            headers = dead[bad][0][0].headers
+            assert headers["x-petstore-failure-class"] == "handler"
+            assert headers["x-petstore-error-code"] == "ERR_INVALID"
+            assert audit_recorded(conn, [bad]) == 0, "the refused message changed nothing"
+            assert not audit.lines("consumer.batch_retry"), "poison found at once, no retries"
         finally:
             assert audit.stop() == 0
     conn.close()
