@@ -90,6 +90,15 @@ typedef struct svc_consumer_def {
     const char *inbox_name;
     const svc_route_t *routes; /* message types this consumer handles; others are acked */
     size_t n_routes;
+    /* Optional, for handlers that gather rows to write together (one statement per batch
+     * instead of one per message; the audit log). Called in the batch's transaction after its
+     * last handler, before the commit, to write what they gathered; called with db NULL when
+     * the transaction ends any other way (a handler failed, poison, a retry): forget it.
+     * Returns 0, ERR_INVALID (the database refused a row, and which message's is not known: the
+     * messages are then run each alone, and the one refused alone is dead-lettered, without the
+     * retries of a failing handler) or any other code (as a handler's). Handlers and flush run
+     * on the consumer's own thread: gathered rows may live in thread-local storage. */
+    int (*flush)(db_conn_t *db, void *app, err_t *e);
 } svc_consumer_def_t;
 
 /* Who caused what is emitted: the service, the message being handled (if any) and its trace. */
@@ -106,6 +115,18 @@ typedef struct svc_cause {
  * (ERR_INTERNAL if it does not conform: a programming error, never poison). */
 int svc_emit(db_conn_t *db, const svc_cause_t *cause, msg_type_t type, const json_t *payload,
              err_t *e) PETSTORE_NODISCARD;
+
+/* One message of svc_emit_many: its type and its payload (borrowed). */
+typedef struct svc_emit_item {
+    msg_type_t type;
+    const json_t *payload;
+} svc_emit_item_t;
+
+/* svc_emit for several messages of one cause, written with one statement in the order given
+ * (outbox_enqueue_many): all of them or none. At most SVC_EMIT_MAX. */
+#define SVC_EMIT_MAX 16
+int svc_emit_many(db_conn_t *db, const svc_cause_t *cause, const svc_emit_item_t *items, size_t n,
+                  err_t *e) PETSTORE_NODISCARD;
 
 /* The cause for a message handled by a consumer: app_id plus the message's ids and span. */
 svc_cause_t svc_cause_of(const char *app_id, const svc_msg_t *m);

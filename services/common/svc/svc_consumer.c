@@ -324,6 +324,43 @@ static svc_msg_t msg_of(const consumer_t *c, const item_t *it)
 /* One attempt at the items that are ITEM_READY among items[0..n), in one transaction. Returns 0
  * when committed (*got counts the outcomes), ERR_INVALID when a handler declared a message
  * poison (it is marked; the caller runs the rest again), or the failure (e filled). */
+/* run_batch's answer when the flush refused a row of several messages: run each alone. */
+#define RUN_SPLIT 1
+
+/* Tells the consumer's flush (if any) that the transaction did not commit. */
+static void forget_gathered(consumer_t *c)
+{
+    if (c->def->flush != NULL)
+        (void)c->def->flush(NULL, svc_app(c->svc), NULL);
+}
+
+/* The flush of a consumer that gathers rows, after the batch's handlers: 0, ERR_INVALID when
+ * the one message handled is refused (it is marked poison), RUN_SPLIT when one of several is,
+ * or another error (in *e). */
+static int flush_gathered(consumer_t *c, item_t *items, size_t n, const counts_t *got, err_t *e)
+{
+    if (c->def->flush == NULL || got->ok == 0)
+        return 0;
+    err_t fe;
+    err_clear(&fe);
+    int rc = c->def->flush(c->db, svc_app(c->svc), &fe);
+    if (rc == ERR_INVALID && got->ok == 1) {
+        for (size_t i = 0; i < n; i++)
+            if (items[i].state == ITEM_READY && items[i].handled)
+                mark_poison(&items[i], "handler", &fe);
+        return ERR_INVALID;
+    }
+    if (rc == ERR_INVALID) {
+        log_warn(NULL, "consumer.flush_refused",
+                 json_pack("{s:s,s:s,s:s,s:i}", "queue", c->label, "error", fe.msg, "sqlstate",
+                           fe.sqlstate, "messages", (int)got->ok));
+        return RUN_SPLIT;
+    }
+    if (rc != 0)
+        *e = fe;
+    return rc;
+}
+
 static int run_batch(consumer_t *c, item_t *items, size_t n, counts_t *got, err_t *e)
 {
     const char **ids = c->ids;
@@ -386,6 +423,7 @@ static int run_batch(consumer_t *c, item_t *items, size_t n, counts_t *got, err_
         if (rc == ERR_INVALID) {
             mark_poison(it, "handler", &he);
             db_rollback(c->db);
+            forget_gathered(c);
             return ERR_INVALID;
         }
         if (rc != 0) {
@@ -397,9 +435,18 @@ static int run_batch(consumer_t *c, item_t *items, size_t n, counts_t *got, err_
         it->handled = 1;
         got->ok++;
     }
+    rc = flush_gathered(c, items, n, got, e);
+    if (rc == ERR_INVALID || rc == RUN_SPLIT) {
+        db_rollback(c->db);
+        forget_gathered(c);
+        return rc;
+    }
+    if (rc != 0)
+        goto fail;
     return db_commit(c->db, e);
 fail:
     db_rollback(c->db);
+    forget_gathered(c);
     return rc;
 }
 
@@ -483,6 +530,8 @@ static int run_until_settled(consumer_t *c, item_t *items, size_t n, counts_t *t
         }
         if (rc == ERR_INVALID)
             continue; /* a handler found poison; it is marked, run the rest again at once */
+        if (rc == RUN_SPLIT)
+            break; /* the flush refused one of several: find it alone, at once */
         enum verdict v = after_failure(c, &e, &failures, pending);
         if (v == ABANDON)
             return -1;
