@@ -142,36 +142,38 @@ int saga_app_new(const cfg_t *cfg, saga_app_t **out, err_t *e)
 
 void saga_app_free(saga_app_t *app) { free(app); }
 
-static int emit(db_conn_t *db, const svc_cause_t *cause, msg_type_t type, json_t *payload, err_t *e)
-{
-    int rc = svc_emit(db, cause, type, payload, e);
-    json_decref(payload);
-    return rc;
-}
-
-/* Sends the commands (SAGA_CMD_* bits, in bit order) and the status change of an applied step. */
+/* Sends the commands (SAGA_CMD_* bits, in bit order) and the status change of an applied step,
+ * in one statement. */
 static int send_step(db_conn_t *db, const saga_row_t *row, unsigned commands, int status_changed,
                      const saga_saved_t *saved, const svc_cause_t *cause, err_t *e)
 {
-    for (unsigned bit = 1; bit != 0 && bit <= commands; bit <<= 1) {
+    svc_emit_item_t items[SVC_EMIT_MAX];
+    json_t *payloads[SVC_EMIT_MAX];
+    size_t n = 0;
+    int rc = 0;
+    for (unsigned bit = 1; rc == 0 && bit != 0 && bit <= commands; bit <<= 1) {
         if ((commands & bit) == 0)
             continue;
-        json_t *payload = NULL;
-        int rc = saga_command_payload(bit, row, saved->expires_at, &payload, e);
-        if (rc == 0)
-            rc = emit(db, cause, saga_command_type(bit), payload, e);
-        if (rc != 0)
-            return rc;
+        if (n + 1 >= SVC_EMIT_MAX) {
+            rc = err_set(e, ERR_INTERNAL, "a saga step with more commands than %d", SVC_EMIT_MAX);
+            break;
+        }
+        payloads[n] = NULL;
+        rc = saga_command_payload(bit, row, saved->expires_at, &payloads[n], e);
+        items[n] = (svc_emit_item_t){saga_command_type(bit), payloads[n]};
+        n++;
     }
-    if (status_changed) {
-        json_t *payload = NULL;
-        int rc = saga_status_payload(row, saved->now, &payload, e);
-        if (rc == 0)
-            rc = emit(db, cause, MSG_SAGA_ORDER_STATUS_CHANGED_V1, payload, e);
-        if (rc != 0)
-            return rc;
+    if (rc == 0 && status_changed) {
+        payloads[n] = NULL;
+        rc = saga_status_payload(row, saved->now, &payloads[n], e);
+        items[n] = (svc_emit_item_t){MSG_SAGA_ORDER_STATUS_CHANGED_V1, payloads[n]};
+        n++;
     }
-    return 0;
+    if (rc == 0)
+        rc = svc_emit_many(db, cause, items, n, e);
+    for (size_t i = 0; i < n; i++)
+        json_decref(payloads[i]);
+    return rc;
 }
 
 static json_t *command_names(unsigned commands)

@@ -93,6 +93,13 @@ typedef struct outbox_msg {
  * one of them with 40P01, which is ERR_RETRY: run the transaction again. */
 int outbox_enqueue(db_conn_t *db, const outbox_msg_t *m, err_t *e) PETSTORE_NODISCARD;
 
+/* Inserts msgs[0..n) in ONE statement inside the caller's transaction, in the order given (their
+ * ids follow it); the same contract as outbox_enqueue, for all of them or none: a message refused
+ * before the database (ERR_INVALID) or by it (ERR_DUPLICATE, ...) writes none. n == 0 writes
+ * nothing; n == 1 is outbox_enqueue. */
+int outbox_enqueue_many(db_conn_t *db, const outbox_msg_t *msgs, size_t n,
+                        err_t *e) PETSTORE_NODISCARD;
+
 /* The partition of a key: 32-bit FNV-1a (offset basis 2166136261, prime 16777619) over the
  * key's bytes as written (so use one spelling: the canonical lower-case uuid), modulo
  * OUTBOX_PARTITIONS. Part of the row contract: stable across processes, hosts and versions.

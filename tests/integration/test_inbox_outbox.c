@@ -362,6 +362,88 @@ static void test_malformed_messages_are_refused_before_the_database(void **state
     db_close(db);
 }
 
+static void test_many_messages_are_enqueued_in_one_call_in_order_exactly_as_written(void **state)
+{
+    (void)state;
+    db_conn_t *db = open_db();
+    err_t e;
+    err_clear(&e);
+    char ids[3][UUID_STR_LEN], order[UUID_STR_LEN];
+    uuid_v7(order);
+    json_t *headers = json_pack("{s:s,s:i}", "cloudEvents_source", "itest", "n", 3);
+    /* Bodies published byte for byte: spacing, escapes, a quote and a backslash, UTF-8. */
+    const char *bodies[3] = {"{ \"a\" : 1 }", "{\"q\":\"\\\"\\\\ \\u00e9\\n\"}",
+                             "{\"note\":\"caf\xc3\xa9 \xe2\x82\xac\"}"};
+    outbox_msg_t m[3];
+    for (int i = 0; i < 3; i++)
+        m[i] = sample(ids[i], order, i == 1 ? headers : NULL, bodies[i]);
+    m[2].type = m[2].causation_id = m[2].traceparent = m[2].app_id = NULL;
+    assert_int_equal(db_begin(db, &e), 0);
+    assert_int_equal(outbox_enqueue_many(db, m, 3, &e), 0);
+    assert_int_equal(db_commit(db, &e), 0);
+
+    char partition[8];
+    snprintf(partition, sizeof(partition), "%d", outbox_partition(order));
+    long previous = 0;
+    for (int i = 0; i < 3; i++) {
+        db_result_t *res = NULL;
+        const char *p[] = {ids[i]};
+        assert_int_equal(db_exec_sql(db,
+                                     "SELECT id, partition, exchange, routing_key, type,"
+                                     " correlation_id, causation_id, traceparent, app_id,"
+                                     " headers::text, body FROM outbox WHERE message_id = $1::uuid",
+                                     1, p, &res, &e),
+                         0);
+        assert_int_equal(db_rows(res), 1);
+        long id = atol(db_value(res, 0, 0));
+        assert_true(id > previous); /* ids in the order given */
+        previous = id;
+        assert_string_equal(db_value(res, 0, 1), partition);
+        assert_string_equal(db_value(res, 0, 2), "petstore.events");
+        assert_string_equal(db_value(res, 0, 3), "order.placed");
+        assert_string_equal(db_value(res, 0, 5), order);
+        if (i < 2) {
+            assert_string_equal(db_value(res, 0, 4), "order.placed.v1");
+            assert_string_equal(db_value(res, 0, 6), "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b");
+            assert_string_equal(db_value(res, 0, 7), m[i].traceparent);
+            assert_string_equal(db_value(res, 0, 8), "itest");
+        } else {
+            for (int c = 4; c <= 8; c += c == 4 ? 2 : 1)
+                assert_true(db_is_null(res, 0, c));
+        }
+        assert_string_equal(db_value(res, 0, 9),
+                            i == 1 ? "{\"n\": 3, \"cloudEvents_source\": \"itest\"}" : "{}");
+        assert_string_equal(db_value(res, 0, 10), bodies[i]);
+        db_result_free(res);
+    }
+    json_decref(headers);
+    db_close(db);
+}
+
+static void test_a_many_call_with_a_bad_message_writes_none_of_them(void **state)
+{
+    (void)state;
+    db_conn_t *db = open_db();
+    err_t e;
+    err_clear(&e);
+    char ids[3][UUID_STR_LEN], taken[UUID_STR_LEN];
+    json_t *array = json_array();
+    outbox_msg_t m[3];
+    for (int i = 0; i < 3; i++)
+        m[i] = sample(ids[i], "order-4", NULL, "{}");
+    m[1].headers = array; /* not an object: refused before the database */
+    assert_int_equal(outbox_enqueue_many(db, m, 3, &e), ERR_INVALID);
+    outbox_msg_t one = sample(taken, "order-4", NULL, "{}");
+    assert_int_equal(outbox_enqueue(db, &one, &e), 0);
+    m[1] = one; /* an id already in the table */
+    assert_int_equal(outbox_enqueue_many(db, m, 3, &e), ERR_DUPLICATE);
+    assert_int_equal(rows_with_id(db, ids[0]), 0);
+    assert_int_equal(rows_with_id(db, ids[2]), 0);
+    assert_int_equal(outbox_enqueue_many(db, m, 0, &e), 0); /* nothing to write */
+    json_decref(array);
+    db_close(db);
+}
+
 /* ------------------------------------------------------------------ notifications */
 
 static void test_a_listener_is_woken_only_after_the_commit(void **state)
@@ -483,6 +565,8 @@ int main(void)
         cmocka_unit_test(test_a_rolled_back_message_never_appears),
         cmocka_unit_test(test_a_message_id_enqueued_twice_is_a_duplicate),
         cmocka_unit_test(test_malformed_messages_are_refused_before_the_database),
+        cmocka_unit_test(test_many_messages_are_enqueued_in_one_call_in_order_exactly_as_written),
+        cmocka_unit_test(test_a_many_call_with_a_bad_message_writes_none_of_them),
         cmocka_unit_test(test_a_listener_is_woken_only_after_the_commit),
         cmocka_unit_test(test_the_stop_fd_ends_a_wait_at_once),
         cmocka_unit_test(test_a_listener_whose_session_ends_gets_a_retryable_error),
