@@ -113,16 +113,16 @@ static int uuid_shaped(const char *s, size_t n)
     return 1;
 }
 
-int log_mask_digits(const char *text, char *out, size_t out_size)
+/* log_mask_digits over len bytes; with out NULL it only tells whether something would be
+ * masked, at the first such run, writing nothing. */
+static int mask_digits(const char *text, size_t len, char *out, size_t out_size)
 {
-    size_t len = strlen(text), o = 0;
+    size_t o = 0;
     int masked = 0;
-    if (out_size == 0)
-        return 0;
     for (size_t i = 0; i < len;) {
         int boundary = i == 0 || !isalnum((unsigned char)text[i - 1]);
         if (boundary && uuid_shaped(text + i, len - i)) {
-            for (size_t k = 0; k < 36 && o + 1 < out_size; k++)
+            for (size_t k = 0; out != NULL && k < 36 && o + 1 < out_size; k++)
                 out[o++] = text[i + k];
             i += 36;
             continue;
@@ -145,6 +145,8 @@ int log_mask_digits(const char *text, char *out, size_t out_size)
             int end_boundary =
                 last_digit_end >= len || !isalnum((unsigned char)text[last_digit_end]);
             if (digits >= 12 && digits <= 19 && end_boundary) {
+                if (out == NULL)
+                    return 1;
                 size_t seen = 0;
                 for (size_t k = i; k < last_digit_end && o + 1 < out_size; k++) {
                     if (!isdigit((unsigned char)text[k]))
@@ -156,17 +158,25 @@ int log_mask_digits(const char *text, char *out, size_t out_size)
                 i = last_digit_end;
                 continue;
             }
-            for (size_t k = i; k < last_digit_end && o + 1 < out_size; k++)
+            for (size_t k = i; out != NULL && k < last_digit_end && o + 1 < out_size; k++)
                 out[o++] = text[k];
             i = last_digit_end;
             continue;
         }
-        if (o + 1 < out_size)
+        if (out != NULL && o + 1 < out_size)
             out[o++] = text[i];
         i++;
     }
-    out[o] = '\0';
+    if (out != NULL)
+        out[o] = '\0';
     return masked;
+}
+
+int log_mask_digits(const char *text, char *out, size_t out_size)
+{
+    if (out_size == 0)
+        return 0;
+    return mask_digits(text, strlen(text), out, out_size);
 }
 
 /* ---- encoded blobs ---- */
@@ -231,12 +241,34 @@ static int mask_blobs(char *buf)
 /* A replacement for string s, or NULL to keep it: card-like digits and encoded blobs masked and,
  * when cap is non-zero, the text cut to at most cap bytes at a UTF-8 character boundary and
  * marked. Masking only shortens, so the masked text never needs more room than the input. */
+/* 1 when a run of blob characters in text qualifies as a blob (mask_blobs would hide it). */
+static int has_blob(const char *text, size_t len)
+{
+    for (size_t i = 0; i < len;) {
+        if (!blob_char(text[i])) {
+            i++;
+            continue;
+        }
+        size_t start = i;
+        while (i < len && blob_char(text[i]))
+            i++;
+        if (is_blob(text + start, i - start))
+            return 1;
+    }
+    return 0;
+}
+
 static json_t *scrub_string(const json_t *s, size_t cap)
 {
     const char *text = json_string_value(s);
     size_t n = json_string_length(s);
     if (strlen(text) != n)
         return json_string("[binary]"); /* an embedded NUL: not text we can vouch for */
+    /* Most strings (ids, types, routes, names) need nothing: keep them without a copy. When no
+     * digit run is masked the digits pass leaves the text as it was, so looking for blobs in the
+     * text itself is what mask_blobs would see. */
+    if ((cap == 0 || n <= cap) && !mask_digits(text, n, NULL, 0) && !has_blob(text, n))
+        return NULL;
     char *buf = malloc(n + 1);
     if (buf == NULL)
         return json_string("[REDACTED]");
