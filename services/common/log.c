@@ -372,11 +372,9 @@ void log_write(log_level_t level, const log_ctx_t *ctx, const char *message, jso
     strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(stamp, sizeof(stamp), "%s.%03dZ", base, (int)(ts.tv_nsec / 1000000L) % 1000);
 
-    json_t *clean = json_is_object(fields) ? json_deep_copy(fields) : NULL;
-    json_decref(fields);
     json_t *line = json_object();
     if (line == NULL) {
-        json_decref(clean);
+        json_decref(fields);
         return;
     }
     json_object_set_new(line, "timestamp", json_string(stamp));
@@ -388,17 +386,30 @@ void log_write(log_level_t level, const log_ctx_t *ctx, const char *message, jso
         set_ctx(line, "span_id", ctx->span_id);
         set_ctx(line, "order_id", ctx->order_id);
     }
-    if (clean != NULL) {
-        scrub(clean, LOG_MAX_STRING);
-        const char *key;
-        json_t *value;
-        json_object_foreach(clean, key, value)
-        {
-            if (json_object_get(line, key) == NULL)
-                json_object_set(line, key, value);
+    /* The caller's fields are never modified (they may be shared): a value goes into the line as
+     * it is when it needs no masking, masked, or, for an object or an array, as a scrubbed copy. */
+    const char *key;
+    json_t *value;
+    json_object_foreach(json_is_object(fields) ? fields : NULL, key, value)
+    {
+        if (json_object_get(line, key) != NULL)
+            continue; /* the standard fields win */
+        json_t *v;
+        if (secret_key(key)) {
+            v = json_string("[REDACTED]");
+        } else if (json_is_string(value)) {
+            v = scrub_string(value, LOG_MAX_STRING);
+            if (v == NULL)
+                v = json_incref(value);
+        } else if (json_is_object(value) || json_is_array(value)) {
+            v = json_deep_copy(value);
+            scrub(v, LOG_MAX_STRING);
+        } else {
+            v = json_incref(value);
         }
-        json_decref(clean);
+        json_object_set_new(line, key, v);
     }
+    json_decref(fields);
     char *text = json_dumps(line, JSON_COMPACT | JSON_ENSURE_ASCII);
     json_decref(line);
     if (text == NULL)
