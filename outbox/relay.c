@@ -172,8 +172,9 @@ static const db_stmt_t slots_stmt = {
  *   leaves the table's statistics stale until autovacuum analyzes it (up to a minute), and with
  *   a handful of rows expected the planner read the whole unsent backlog in a bitmap scan and
  *   sorted it: 60 to 190 ms per 500-row claim over 50,000 unsent rows, against 4 to 10 ms for
- *   the index walk, just when a relay catches up. (Not for the session: the backlog count took
- *   180 ms on an empty table with sequential scans off.)
+ *   the index walk, just when a relay catches up. The backlog gauges read with the same
+ *   settings, through their partial indexes. (Not for the session: a count over the whole table,
+ *   with no index to walk, took 180 ms on an empty table with sequential scans off.)
  * - The commit that marks rows sent does not wait for its WAL to reach the disk. If the server
  *   crashes before it does, the mark is lost and the rows are published again: a duplicate,
  *   which every consumer drops by message id, never a loss (the message was confirmed by the
@@ -196,10 +197,10 @@ static const db_stmt_t sweep_stmt = {
     .nparams = 1,
 };
 
-/* Read through the partial indexes, so its cost follows the backlog, not the sent rows kept for
- * RELAY_RETENTION_S: read as a count over the whole table it was, under load, the relay
- * connection's most frequent statement in pg_stat_activity samples. Parked rows have failed at
- * least once (attempts > 0), hence are in outbox_failed. */
+/* Read through the partial indexes (with tx_settings_stmt), so its cost follows the backlog, not
+ * the sent rows kept for RELAY_RETENTION_S: read as a count over the whole table it was, under
+ * load, the relay connection's most frequent statement in pg_stat_activity samples. Parked rows
+ * have failed at least once (attempts > 0), hence are in outbox_failed. */
 static const db_stmt_t backlog_stmt = {
     .name = "relay_backlog",
     .sql = "SELECT (SELECT count(*) FROM outbox"
@@ -750,7 +751,11 @@ static void relay_housekeeping(relay_t *r)
     err_clear(&e);
     if (now >= r->next_backlog) {
         db_result_t *res = NULL;
-        if (db_exec(r->db, &backlog_stmt, NULL, &res, &e) == 0 && db_rows(res) == 1) {
+        /* With the claim's settings: the counts must go through the partial indexes even when
+         * the statistics are stale (a bulk load, a burst), or they read every sent row kept. */
+        const db_batch_item_t counts[] = {{&tx_settings_stmt, NULL, NULL},
+                                          {&backlog_stmt, NULL, &res}};
+        if (db_exec_batch(r->db, counts, 2, &e) == 0 && db_rows(res) == 1) {
             int backlog = db_col_index(res, "backlog"), lag = db_col_index(res, "lag_seconds");
             int parked = db_col_index(res, "parked");
             if (backlog >= 0 && lag >= 0 && parked >= 0) {
