@@ -21,9 +21,9 @@
  * A crash between 3 and the commit leaves the rows unsent: they are published again
  * (duplicates are allowed, consumers dedup by message id; loss is not). For the same reason the
  * commit does not wait for its WAL flush (synchronous_commit off for the cycle's transaction): a
- * server crash may forget a mark, never a message, and the rows are published again. Test hooks for the exact
- * windows: PETSTORE_FAULT_RELAY_EXIT_AFTER_PUBLISH=1 (after the publish, before the mark) and
- * PETSTORE_FAULT_RELAY_EXIT_AFTER_MARK=1 (after the mark, before the commit) make the relay
+ * server crash may forget a mark, never a message, and the rows are published again. Test hooks for
+ * the exact windows: PETSTORE_FAULT_RELAY_EXIT_AFTER_PUBLISH=1 (after the publish, before the mark)
+ * and PETSTORE_FAULT_RELAY_EXIT_AFTER_MARK=1 (after the mark, before the commit) make the relay
  * _exit(137) there. Sent rows are deleted after RELAY_RETENTION_S by a periodic sweep.
  *
  * Parked rows. A row that failed RELAY_MAX_ATTEMPTS times (returned or refused; nacks never
