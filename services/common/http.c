@@ -61,6 +61,8 @@ struct http_server {
     http_stream_t *streams;
     size_t active; /* requests MHD has handed us and not yet completed */
     int stopping;
+    char *tls_cert; /* PEM text of the certificate and key while MHD runs; NULL: plain HTTP */
+    char *tls_key;
 };
 
 struct http_request {
@@ -943,6 +945,46 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 
 /* ---- the server ---- */
 
+/* Reads a whole PEM file (at most 1 MiB) into a new NUL-terminated string (buf_t keeps one). */
+static int read_pem(const char *path, const char *what, char **out, err_t *e)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return err_set(e, ERR_CONFIG, "%s %s: %s", what, path, strerror(errno));
+    buf_t b = {0};
+    char chunk[4096];
+    size_t n;
+    int rc = 0;
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0 && rc == 0)
+        rc = b.len + n > (1u << 20) ? ERR_CONFIG : buf_append(&b, chunk, n);
+    if (rc == 0 && ferror(f))
+        rc = ERR_CONFIG;
+    fclose(f);
+    if (rc == 0 && b.len == 0)
+        rc = ERR_CONFIG;
+    if (rc != 0) {
+        if (b.data != NULL)
+            sodium_memzero(b.data, b.cap);
+        buf_free(&b);
+        if (rc == ERR_NOMEM)
+            return err_set(e, ERR_NOMEM, "out of memory reading %s", what);
+        return err_set(e, ERR_CONFIG, "%s %s: empty, unreadable or larger than 1 MiB", what, path);
+    }
+    *out = b.data;
+    return 0;
+}
+
+static void free_tls(http_server_t *s)
+{
+    if (s->tls_key != NULL)
+        sodium_memzero(s->tls_key, strlen(s->tls_key));
+    free(s->tls_key);
+    free(s->tls_cert);
+    s->tls_key = s->tls_cert = NULL;
+}
+
+static int is_set(const char *v) { return v != NULL && v[0] != '\0'; }
+
 int http_server_start(const http_config_t *cfg, const http_route_t *routes, size_t n, void *app,
                       http_server_t **out, err_t *e)
 {
@@ -965,6 +1007,31 @@ int http_server_start(const http_config_t *cfg, const http_route_t *routes, size
     s->app = app;
     s->max_body = cfg->max_body ? cfg->max_body : HTTP_DEFAULT_MAX_BODY;
     s->drain_ms = cfg->drain_ms ? cfg->drain_ms : DEFAULT_DRAIN_MS;
+
+    /* TLS: MHD (GnuTLS) takes the PEM text itself; a plain-text client gets no answer but a
+     * failed handshake. Only TLS 1.2 and 1.3 are offered. */
+    if (is_set(cfg->tls_cert_file) != is_set(cfg->tls_key_file)) {
+        free(s);
+        return err_set(e, ERR_CONFIG,
+                       "HTTPS needs both a certificate and its key (HTTP_TLS_CERT_FILE and "
+                       "HTTP_TLS_KEY_FILE); only one is set");
+    }
+    int rc = 0;
+    if (is_set(cfg->tls_cert_file) &&
+        ((rc = read_pem(cfg->tls_cert_file, "HTTP_TLS_CERT_FILE", &s->tls_cert, e)) != 0 ||
+         (rc = read_pem(cfg->tls_key_file, "HTTP_TLS_KEY_FILE", &s->tls_key, e)) != 0)) {
+        free_tls(s);
+        free(s);
+        return rc;
+    }
+    struct MHD_OptionItem tls_opts[] = {
+        {MHD_OPTION_HTTPS_MEM_CERT, 0, s->tls_cert},
+        {MHD_OPTION_HTTPS_MEM_KEY, 0, s->tls_key},
+        {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    struct MHD_OptionItem no_opts[] = {{MHD_OPTION_END, 0, NULL}};
+
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->idle, NULL);
 
@@ -973,16 +1040,25 @@ int http_server_start(const http_config_t *cfg, const http_route_t *routes, size
      * fail to start, not silently share it. */
     unsigned threads = cfg->threads ? cfg->threads : DEFAULT_THREADS;
     s->d = MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
-                                MHD_USE_ERROR_LOG,
+                                MHD_USE_ERROR_LOG | (s->tls_cert != NULL ? MHD_USE_TLS : 0),
                             cfg->port, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER,
                             (MHD_LogCallback)mhd_log, NULL, MHD_OPTION_SOCK_ADDR, &addr,
                             MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_TIMEOUT,
                             (unsigned)(cfg->timeout_s ? cfg->timeout_s : DEFAULT_TIMEOUT_S),
-                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
+                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_ARRAY,
+                            s->tls_cert != NULL ? tls_opts : no_opts, MHD_OPTION_END);
     if (s->d == NULL) {
+        int tls = s->tls_cert != NULL;
         pthread_cond_destroy(&s->idle);
         pthread_mutex_destroy(&s->lock);
+        free_tls(s);
         free(s);
+        if (tls)
+            return err_set(e, ERR_CONFIG,
+                           "cannot serve HTTPS on %s:%u: the port is in use, or "
+                           "HTTP_TLS_CERT_FILE and HTTP_TLS_KEY_FILE are not a matching PEM "
+                           "certificate and key (the log line before says which)",
+                           host, (unsigned)cfg->port);
         return err_set(e, ERR_CONFIG, "cannot listen on %s:%u (port in use?)", host,
                        (unsigned)cfg->port);
     }
@@ -1055,5 +1131,6 @@ void http_server_stop(http_server_t *s)
         close(listener);
     pthread_cond_destroy(&s->idle);
     pthread_mutex_destroy(&s->lock);
+    free_tls(s);
     free(s);
 }

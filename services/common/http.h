@@ -70,17 +70,22 @@ typedef struct http_route {
 } http_route_t;
 
 typedef struct http_config {
-    const char *addr;   /* IPv4 address to bind; NULL: 127.0.0.1 */
-    uint16_t port;      /* 0: an ephemeral port (see http_server_port) */
-    unsigned threads;   /* worker threads; 0: 4 */
-    size_t max_body;    /* request body cap in bytes; 0: HTTP_DEFAULT_MAX_BODY */
-    unsigned timeout_s; /* idle connection timeout; 0: 60 */
-    unsigned drain_ms;  /* how long http_server_stop waits for requests in flight; 0: 5000 */
+    const char *addr;          /* IPv4 address to bind; NULL: 127.0.0.1 */
+    uint16_t port;             /* 0: an ephemeral port (see http_server_port) */
+    unsigned threads;          /* worker threads; 0: 4 */
+    size_t max_body;           /* request body cap in bytes; 0: HTTP_DEFAULT_MAX_BODY */
+    unsigned timeout_s;        /* idle connection timeout; 0: 60 */
+    unsigned drain_ms;         /* how long http_server_stop waits for requests in flight; 0: 5000 */
+    const char *tls_cert_file; /* PEM certificate chain: with tls_key_file, the port speaks TLS
+                                  1.2+ only; both NULL or "": plain HTTP */
+    const char *tls_key_file;  /* PEM private key of tls_cert_file */
 } http_config_t;
 
 /* Starts serving. routes (borrowed: must outlive the server) may be NULL when n is 0; app is
  * handed to every handler. On success *out is owned by the caller, who ends it with
- * http_server_stop(). ERR_CONFIG: bad address, incomplete route, or the port cannot be bound. */
+ * http_server_stop(). ERR_CONFIG: bad address, incomplete route, the port cannot be bound, only
+ * one of the TLS files given, or a TLS file that cannot be read or does not hold a matching
+ * certificate and key. */
 int http_server_start(const http_config_t *cfg, const http_route_t *routes, size_t n, void *app,
                       http_server_t **out, err_t *e) PETSTORE_NODISCARD;
 

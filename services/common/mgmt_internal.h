@@ -13,17 +13,18 @@
 #define MGMT_MAX_HEADER_BYTES 65536
 #define MGMT_MAX_BODY_BYTES (16 * 1024 * 1024)
 
-/* A parsed base URL "http://host[:port][/prefix][/]". */
+/* A parsed base URL "http[s]://host[:port][/prefix][/]". */
 typedef struct mgmt__url {
     char host[256];   /* as written, without the brackets of an IPv6 literal */
-    char port[6];     /* decimal; "80" when the URL has none */
+    char port[6];     /* decimal; "80" (http) or "443" (https) when the URL has none */
     char prefix[256]; /* "" or "/prefix" without a trailing slash (a management path_prefix) */
     int ipv6;         /* host is an IPv6 literal (written in brackets) */
+    int tls;          /* https:// */
 } mgmt__url_t;
 
-/* Parses base_url. Refuses (ERR_CONFIG, a message saying why) anything but http:// with a host,
- * an optional port 1..65535 and an optional path; user info, a query or a fragment are refused
- * too (credentials are passed apart, so they never sit in a URL that gets logged). */
+/* Parses base_url. Refuses (ERR_CONFIG, a message saying why) anything but http:// or https://
+ * with a host, an optional port 1..65535 and an optional path; user info, a query or a fragment
+ * are refused too (credentials are passed apart, so they never sit in a URL that gets logged). */
 int mgmt__url_parse(const char *base_url, mgmt__url_t *out, err_t *e) PETSTORE_NODISCARD;
 
 /* Appends to out the request for GET u->prefix + path: HTTP/1.1, Host, Basic authorization of
@@ -46,7 +47,8 @@ typedef struct mgmt__response {
  * over Content-Length; bytes past the end of the response are ignored.
  * Returns 1 when the response is complete (*out filled; free with mgmt__response_free), 0 when
  * more bytes are needed (*out untouched), ERR_INTERNAL when the bytes are not a valid response
- * or exceed the limits above (e says what), or ERR_NOMEM. */
+ * or exceed the limits above (e says what; bytes that start a TLS record, a TLS-only listener
+ * answering a plain request, say to use https://), or ERR_NOMEM. */
 int mgmt__response_parse(const char *buf, size_t len, int eof, mgmt__response_t *out,
                          err_t *e) PETSTORE_NODISCARD;
 

@@ -1,8 +1,8 @@
 /* mq: one AMQP 0-9-1 connection to RabbitMQ with one working channel.
  *
- * mq_open() parses an amqp:// URL, connects with a timeout, logs in with heartbeats and opens
- * channel 1; mq_publish.h and mq_consume.h build on the handle. Every status rabbitmq-c reports
- * is checked and mapped to the err.h vocabulary:
+ * mq_open() parses an amqp:// or amqps:// URL, connects (over TLS for amqps) with a timeout, logs
+ * in with heartbeats and opens channel 1; mq_publish.h and mq_consume.h build on the handle. Every
+ * status rabbitmq-c reports is checked and mapped to the err.h vocabulary:
  *   - socket errors, heartbeat timeouts and broker closes such as 320 CONNECTION_FORCED or
  *     541 INTERNAL_ERROR are ERR_RETRY (reconnect with backoff);
  *   - 402 INVALID_PATH, 403 ACCESS_REFUSED, 404 NOT_FOUND, 406 PRECONDITION_FAILED and
@@ -44,19 +44,24 @@ typedef struct mq_opts {
     int connect_timeout_ms;      /* TCP connect; 0: MQ_DEFAULT_CONNECT_TIMEOUT_MS */
     int rpc_timeout_ms;          /* login and every synchronous request (declare, qos, consume,
                                     close); 0: MQ_DEFAULT_RPC_TIMEOUT_MS */
+    const char *ca_file;         /* amqps://: PEM file of the authorities that may sign the
+                                    broker's certificate; NULL or "": the system's store */
 } mq_opts_t;
 
 typedef struct mq_conn mq_conn_t;
 
 /* Connects to url, "amqp://user:pass@host:port/vhost" (user, password and vhost are
  * percent-decoded, so vhost "petstore" is written "/petstore" and "/" is "/%2F"; defaults are
- * guest:guest@localhost:5672 and vhost "/"). The query parameters heartbeat (seconds),
- * connection_timeout (milliseconds) and frame_max are honoured and override opts, since they
- * come from the operator. opts may be NULL. On success *out is a new handle the caller closes
- * with mq_close(). Errors: ERR_CONFIG for a malformed URL, an unsupported scheme (amqps), bad
- * credentials or a missing or forbidden vhost; ERR_RETRY when the broker cannot be reached or
- * the connection fails; ERR_TIMEOUT when connect or login takes too long. The password never
- * appears in messages. */
+ * guest:guest@localhost:5672 and vhost "/"). "amqps://" connects over TLS (default port 5671,
+ * TLS 1.2 or later) and verifies the broker's certificate against opts->ca_file and its name
+ * against the URL's host; nothing is sent before both hold. The query parameters heartbeat
+ * (seconds), connection_timeout (milliseconds) and frame_max are honoured and override opts,
+ * since they come from the operator. opts may be NULL. On success *out is a new handle the caller
+ * closes with mq_close(). Errors: ERR_CONFIG for a malformed URL, an unreadable CA file, bad
+ * credentials or a missing or forbidden vhost; ERR_RETRY when the broker cannot be reached, the
+ * connection fails, or the TLS handshake fails (a certificate that does not verify included: the
+ * message says so); ERR_TIMEOUT when connect or login takes too long. The password never appears
+ * in messages. */
 int mq_open(const char *url, const mq_opts_t *opts, mq_conn_t **out, err_t *e) PETSTORE_NODISCARD;
 
 /* Like mq_open, but on failure waits with exponential backoff and jitter (100 ms doubling, capped

@@ -40,8 +40,10 @@ struct mq_conn {
 
 /* ---- mq_url.c -------------------------------------------------------------------------- */
 
-/* A parsed amqp:// URL. Strings are owned (mq__url_free). Query values are -1 when absent. */
+/* A parsed amqp:// or amqps:// URL. Strings are owned (mq__url_free). Query values are -1 when
+ * absent. */
 typedef struct mq__url {
+    int tls; /* amqps:// */
     char *user;
     char *password;
     char *host;

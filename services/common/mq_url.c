@@ -1,4 +1,4 @@
-/* mq_url: parsing of the amqp:// URLs that mq_open accepts (see mq.h for the syntax).
+/* mq_url: parsing of the amqp:// and amqps:// URLs that mq_open accepts (see mq.h for the syntax).
  *
  * The URL comes from the operator's environment and carries the broker password, so every error
  * names the part that is wrong and never quotes its value. User, password, host and vhost are
@@ -134,14 +134,16 @@ int mq__url_parse(const char *url, mq__url_t *out, err_t *e)
 
     if (url == NULL || *url == '\0')
         return err_set(e, ERR_CONFIG, "AMQP URL is empty");
-    if (strncmp(url, "amqps://", 8) == 0)
-        return err_set(e, ERR_CONFIG, "AMQP URL: amqps:// (TLS) is not supported, use amqp://");
-    if (strncmp(url, "amqp://", 7) != 0)
-        return err_set(e, ERR_CONFIG, "AMQP URL must start with amqp://");
+    if (strncmp(url, "amqps://", 8) == 0) {
+        u.tls = 1;
+        u.port = 5671;
+    } else if (strncmp(url, "amqp://", 7) != 0) {
+        return err_set(e, ERR_CONFIG, "AMQP URL must start with amqp:// or amqps://");
+    }
     if (strchr(url, '#') != NULL)
         return err_set(e, ERR_CONFIG, "AMQP URL must not contain a fragment ('#')");
 
-    const char *p = url + 7;
+    const char *p = url + (u.tls ? 8 : 7);
     size_t auth_len = strcspn(p, "/?");
     const char *path = p + auth_len; /* "" or starts with '/' or '?' */
 

@@ -13,7 +13,7 @@
 static int collect(dlq_ctx_t *c, const char *queue, json_t *groups, err_t *e)
 {
     dlq_walk_t w;
-    int rc = dlq_walk_open(c->amqp_url, queue, 0, &w, e);
+    int rc = dlq_walk_open(c->amqp_url, c->ca_file, queue, 0, &w, e);
     for (size_t i = 0; rc == 0 && i < w.n; i++) {
         const dlq_msg_t *m = &w.msgs[i];
         char key[300];

@@ -22,7 +22,7 @@ int dlq_cmd_list(dlq_ctx_t *c, dlq_args_t *a)
     {
         const char *name = json_string_value(json_object_get(q, "name"));
         dlq_walk_t w;
-        if (dlq_walk_open(c->amqp_url, name, 0, &w, &e) != 0) {
+        if (dlq_walk_open(c->amqp_url, c->ca_file, name, 0, &w, &e) != 0) {
             char doing[300];
             snprintf(doing, sizeof(doing), "reading %s", name);
             status = dlq_fail(doing, &e);

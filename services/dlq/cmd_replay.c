@@ -76,7 +76,7 @@ static int came_back_elsewhere(dlq_ctx_t *c, const dlq_run_t *r, char *where, si
         if (found || name == NULL || strcmp(name, r->queue) == 0)
             continue;
         dlq_walk_t w;
-        if (dlq_walk_open(c->amqp_url, name, 0, &w, &e) == 0)
+        if (dlq_walk_open(c->amqp_url, c->ca_file, name, 0, &w, &e) == 0)
             for (size_t k = 0; k < w.n && !found; k++)
                 if (is_ours(&w.msgs[k], r->id)) {
                     found = 1;

@@ -67,8 +67,8 @@ int dlq_list_queues(dlq_ctx_t *c, json_t **out, err_t *e)
     if (rc == 0) {
         snprintf(path, sizeof(path), "/api/queues/%s?columns=name,messages", vhost);
         json_t *all = NULL;
-        rc = mgmt_get_json(c->mgmt_url, u.user ? u.user : "", u.password ? u.password : "", path,
-                           10000, &all, e);
+        rc = mgmt_get_json(c->mgmt_url, c->ca_file, u.user ? u.user : "",
+                           u.password ? u.password : "", path, 10000, &all, e);
         if (rc == ERR_CONFIG || rc == ERR_TIMEOUT)
             rc = dlq_connect_failed(e); /* bad credentials, no management tag, or no answer */
         if (rc == 0) {

@@ -134,9 +134,11 @@ typedef struct dlq_walk {
     unsigned unsynced;      /* acks sent since the broker last proved it applied them */
 } dlq_walk_t;
 
-/* Opens a connection and takes up to max messages (0: as many as the queue holds now) from
- * queue, keeping them checked out. ERR_CONFIG when the queue does not exist or is not readable. */
-int dlq_walk_open(const char *amqp_url, const char *queue, size_t max, dlq_walk_t *w, err_t *e);
+/* Opens a connection (ca_file: TLS_CA_FILE for amqps://, NULL: the system's store) and takes up
+ * to max messages (0: as many as the queue holds now) from queue, keeping them checked out.
+ * ERR_CONFIG when the queue does not exist or is not readable. */
+int dlq_walk_open(const char *amqp_url, const char *ca_file, const char *queue, size_t max,
+                  dlq_walk_t *w, err_t *e);
 /* Takes messages that arrived since (for the canary watch): appends them to w. */
 int dlq_walk_more(dlq_walk_t *w, size_t *added, err_t *e);
 /* Removes message i from the queue (acknowledges it). Every DLQ_ACK_SYNC_EVERY acks it waits
@@ -226,6 +228,7 @@ void dlq_history_started(struct dlq_ctx *c, const dlq_args_t *a, const dlq_run_t
 
 typedef struct dlq_ctx {
     const char *amqp_url, *db_url, *mgmt_url, *operator_name;
+    const char *ca_file; /* TLS_CA_FILE: authorities for amqps:// and https://, NULL: system's */
     char host[128];
     db_conn_t *db; /* opened on first use */
     int json;

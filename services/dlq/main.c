@@ -6,7 +6,9 @@
  *
  * Settings from the environment, as `./petstore env` exports them: DLQ_AMQP_URL (its own broker
  * user), DLQ_DATABASE_URL (its own database), RABBITMQ_MGMT_URL (the management API, used with
- * DLQ_AMQP_URL's credentials to list queues), DLQ_OPERATOR (who acts; default the login name).
+ * DLQ_AMQP_URL's credentials to list queues), TLS_CA_FILE (the authorities that sign the broker's
+ * certificates, for an https:// management URL; unset: the system's store), DLQ_OPERATOR (who
+ * acts; default the login name).
  * Exit status: 0 done, 1 partly done, 2 usage error, 3 cannot connect. */
 #include <pwd.h>
 #include <stdio.h>
@@ -32,7 +34,12 @@ static const cfg_var_t vars[] = {
     {.name = "RABBITMQ_MGMT_URL",
      .kind = CFG_STRING,
      .required = 1,
-     .help = "RabbitMQ management API, http://host:port; run eval \"$(./petstore env)\""},
+     .help = "RabbitMQ management API, http://host:port or https://host:port; run eval "
+             "\"$(./petstore env)\""},
+    {.name = "TLS_CA_FILE",
+     .kind = CFG_STRING,
+     .help = "PEM certificates of the authorities that sign the broker's certificates (amqps:// "
+             "and https:// management API); unset: the system's store"},
     {.name = "DLQ_OPERATOR", .kind = CFG_STRING, .help = "who acts, for dlq history"},
 };
 
@@ -138,6 +145,7 @@ int main(int argc, char **argv)
         .amqp_url = cfg_str(cfg, "DLQ_AMQP_URL"),
         .db_url = cfg_str(cfg, "DLQ_DATABASE_URL"),
         .mgmt_url = cfg_str(cfg, "RABBITMQ_MGMT_URL"),
+        .ca_file = cfg_str(cfg, "TLS_CA_FILE"),
         .operator_name = cfg_str(cfg, "DLQ_OPERATOR"),
     };
     if (c.operator_name == NULL) {

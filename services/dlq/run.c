@@ -24,7 +24,7 @@ int dlq_run_open(dlq_ctx_t *c, dlq_args_t *a, int need_selector, dlq_run_t *r)
                          a->verb);
     err_t e;
     err_clear(&e);
-    if (dlq_walk_open(c->amqp_url, r->queue, 0, &r->w, &e) != 0) {
+    if (dlq_walk_open(c->amqp_url, c->ca_file, r->queue, 0, &r->w, &e) != 0) {
         char doing[300];
         snprintf(doing, sizeof(doing), "reading %s", r->queue);
         return dlq_fail(doing, &e);
@@ -82,7 +82,7 @@ mq_conn_t *dlq_publisher(dlq_ctx_t *c, const char *name, int *status)
     mq_conn_t *pub = NULL;
     err_t e;
     err_clear(&e);
-    mq_opts_t o = {.connection_name = name};
+    mq_opts_t o = {.connection_name = name, .ca_file = c->ca_file};
     if (mq_open(c->amqp_url, &o, &pub, &e) != 0 || mq_confirm_select(pub, &e) != 0) {
         dlq_connect_failed(&e);
         *status = dlq_fail("connecting to publish", &e);

@@ -64,11 +64,12 @@ static int take(dlq_walk_t *w, size_t max, size_t *added, err_t *e)
     return 0;
 }
 
-int dlq_walk_open(const char *amqp_url, const char *queue, size_t max, dlq_walk_t *w, err_t *e)
+int dlq_walk_open(const char *amqp_url, const char *ca_file, const char *queue, size_t max,
+                  dlq_walk_t *w, err_t *e)
 {
     memset(w, 0, sizeof(*w));
     snprintf(w->queue, sizeof(w->queue), "%s", queue);
-    mq_opts_t o = {.connection_name = "dlq walk", .heartbeat_s = 30};
+    mq_opts_t o = {.connection_name = "dlq walk", .heartbeat_s = 30, .ca_file = ca_file};
     int rc = mq_open(amqp_url, &o, &w->conn, e);
     if (rc != 0)
         return dlq_connect_failed(e);

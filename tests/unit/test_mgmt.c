@@ -1,6 +1,7 @@
 /* Unit tests of the management API client's pure pieces (mgmt_internal.h: URL, request text,
  * response parsing with Content-Length, chunked and read-to-EOF bodies) and of its socket
- * errors against real local sockets (a closed port, a listener that never answers). */
+ * errors against real local sockets (a closed port, a listener that never answers). HTTPS
+ * exchanges with a real TLS server are in test_mgmt_tls.c. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -52,13 +53,41 @@ static void test_url_is_split_into_host_port_and_prefix(void **state)
     assert_string_equal(u.prefix, "/mgmt");
 }
 
+static void test_url_scheme_chooses_tls_and_the_default_port(void **state)
+{
+    (void)state;
+    mgmt__url_t u;
+    url_ok("http://rabbit", &u);
+    assert_int_equal(u.tls, 0);
+    assert_string_equal(u.port, "80");
+    url_ok("https://rabbit", &u);
+    assert_int_equal(u.tls, 1);
+    assert_string_equal(u.host, "rabbit");
+    assert_string_equal(u.port, "443");
+    assert_string_equal(u.prefix, "");
+    url_ok("HTTPS://127.0.0.1:15671/", &u);
+    assert_int_equal(u.tls, 1);
+    assert_string_equal(u.host, "127.0.0.1");
+    assert_string_equal(u.port, "15671");
+    url_ok("https://[::1]/rabbitmq/", &u);
+    assert_int_equal(u.tls, 1);
+    assert_int_equal(u.ipv6, 1);
+    assert_string_equal(u.host, "::1");
+    assert_string_equal(u.port, "443");
+    assert_string_equal(u.prefix, "/rabbitmq");
+}
+
 static void test_url_refuses_what_it_cannot_use(void **state)
 {
     (void)state;
     const char *bad[] = {
         "",
-        "https://127.0.0.1:15671",
         "amqp://127.0.0.1:5672",
+        "amqps://127.0.0.1:5671",
+        "https://",
+        "https:/127.0.0.1",
+        "https://admin:secret@127.0.0.1:15671",
+        "https://127.0.0.1:0",
         "127.0.0.1:15672",
         "http://",
         "http://:15672",
@@ -244,17 +273,38 @@ static void test_malformed_answers_are_refused(void **state)
         "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
         "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n0\r\n\r\n",
         "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nFFFFFFFFFFFF\r\n",
+        "\x15\x03\x03\x00\x02\x02\x0a", /* a TLS alert: a TLS listener asked in plain HTTP */
     };
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    size_t last = sizeof(bad) / sizeof(bad[0]) - 1;
+    for (size_t i = 0; i <= last; i++) {
         mgmt__response_t r;
         err_t e;
         err_clear(&e);
-        size_t len = i == 0 ? 8 : strlen(bad[i]);
+        size_t len = i == 0 ? 8 : i == last ? 7 : strlen(bad[i]);
         int rc = mgmt__response_parse(bad[i], len, 1, &r, &e);
         if (rc != ERR_INTERNAL)
             print_error("case %zu: got %d\n", i, rc);
         assert_int_equal(rc, ERR_INTERNAL);
         assert_true(e.msg[0] != '\0');
+    }
+}
+
+static void test_a_tls_answer_to_plain_http_says_to_use_https(void **state)
+{
+    (void)state;
+    /* What a TLS-only listener sends back to a plain request: an alert record (here
+     * unexpected_message, whose code 10 is a '\n' byte), or a handshake record. */
+    const char *tls[] = {"\x15\x03\x03\x00\x02\x02\x0a", "\x15\x03\x01\x00\x02\x02\x46",
+                         "\x16\x03\x03\x00\x7a\x02"};
+    for (size_t i = 0; i < sizeof(tls) / sizeof(tls[0]); i++) {
+        mgmt__response_t r;
+        err_t e;
+        err_clear(&e);
+        assert_int_equal(mgmt__response_parse(tls[i], 3, 0, &r, &e), ERR_INTERNAL);
+        assert_non_null(strstr(e.msg, "https://"));
+        err_clear(&e);
+        assert_int_equal(mgmt__response_parse(tls[i], 7, 1, &r, &e), ERR_INTERNAL);
+        assert_non_null(strstr(e.msg, "https://"));
     }
 }
 
@@ -337,7 +387,8 @@ static void test_a_port_nobody_listens_on_is_a_retry(void **state)
     json_t *doc = NULL;
     err_t e;
     err_clear(&e);
-    assert_int_equal(mgmt_get_json(url, "u", "secret", "/api/overview", 2000, &doc, &e), ERR_RETRY);
+    assert_int_equal(mgmt_get_json(url, NULL, "u", "secret", "/api/overview", 2000, &doc, &e),
+                     ERR_RETRY);
     assert_null(doc);
     assert_non_null(strstr(e.msg, url + 7));
     assert_null(strstr(e.msg, "secret"));
@@ -356,7 +407,8 @@ static void test_a_server_that_never_answers_times_out(void **state)
     json_t *doc = NULL;
     err_t e;
     err_clear(&e);
-    assert_int_equal(mgmt_get_json(url, "u", "p", "/api/overview", 300, &doc, &e), ERR_TIMEOUT);
+    assert_int_equal(mgmt_get_json(url, NULL, "u", "p", "/api/overview", 300, &doc, &e),
+                     ERR_TIMEOUT);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     long ms = (t1.tv_sec - t0.tv_sec) * 1000L + (t1.tv_nsec - t0.tv_nsec) / 1000000L;
     assert_true(ms >= 290 && ms < 2000);
@@ -368,14 +420,16 @@ static void test_a_malformed_base_url_is_a_configuration_error(void **state)
     (void)state;
     json_t *doc = NULL;
     err_t e;
-    assert_int_equal(mgmt_get_json("localhost:15672", "u", "p", "/api/overview", 100, &doc, &e),
-                     ERR_CONFIG);
+    assert_int_equal(
+        mgmt_get_json("localhost:15672", NULL, "u", "p", "/api/overview", 100, &doc, &e),
+        ERR_CONFIG);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_url_is_split_into_host_port_and_prefix),
+        cmocka_unit_test(test_url_scheme_chooses_tls_and_the_default_port),
         cmocka_unit_test(test_url_refuses_what_it_cannot_use),
         cmocka_unit_test(test_request_carries_basic_auth_host_and_connection_close),
         cmocka_unit_test(test_request_refuses_a_bad_path_or_user),
@@ -384,6 +438,7 @@ int main(void)
         cmocka_unit_test(test_a_body_without_length_ends_at_eof),
         cmocka_unit_test(test_interim_answers_are_skipped_and_204_has_no_body),
         cmocka_unit_test(test_malformed_answers_are_refused),
+        cmocka_unit_test(test_a_tls_answer_to_plain_http_says_to_use_https),
         cmocka_unit_test(test_a_header_section_without_end_is_refused_at_the_limit),
         cmocka_unit_test(test_chunked_decode_reports_what_it_used),
         cmocka_unit_test(test_path_segment_escapes_everything_but_unreserved_bytes),

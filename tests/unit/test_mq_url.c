@@ -108,13 +108,36 @@ static void test_known_query_parameters_are_read(void **state)
     mq__url_free(&u);
 }
 
+static void test_amqps_means_tls_with_its_own_default_port(void **state)
+{
+    (void)state;
+    mq__url_t u;
+    parse_ok("amqps://u:p@broker.example/petstore", &u);
+    assert_int_equal(u.tls, 1);
+    assert_int_equal(u.port, 5671);
+    assert_string_equal(u.host, "broker.example");
+    assert_string_equal(u.user, "u");
+    assert_string_equal(u.vhost, "petstore");
+    mq__url_free(&u);
+    parse_ok("amqps://localhost:25673/petstore?heartbeat=5", &u);
+    assert_int_equal(u.tls, 1);
+    assert_int_equal(u.port, 25673);
+    assert_int_equal(u.heartbeat_s, 5);
+    mq__url_free(&u);
+    parse_ok("amqp://localhost/", &u);
+    assert_int_equal(u.tls, 0);
+    assert_int_equal(u.port, 5672);
+    mq__url_free(&u);
+}
+
 static void test_invalid_urls_are_config_errors(void **state)
 {
     (void)state;
     static const char *const bad[] = {
         "",
         "http://host/",
-        "amqps://host/",
+        "amqpss://host/",
+        "amqps:/host/",
         "amqp:/host",
         "host:5672",
         "amqp://host:0/",
@@ -173,6 +196,7 @@ int main(void)
         cmocka_unit_test(test_missing_parts_take_the_defaults),
         cmocka_unit_test(test_ipv6_host_in_brackets_is_accepted),
         cmocka_unit_test(test_known_query_parameters_are_read),
+        cmocka_unit_test(test_amqps_means_tls_with_its_own_default_port),
         cmocka_unit_test(test_invalid_urls_are_config_errors),
         cmocka_unit_test(test_error_messages_never_contain_the_password),
     };

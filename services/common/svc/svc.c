@@ -35,6 +35,18 @@ static const cfg_var_t std_vars[] = {
              "quorum queue with a dead-letter exchange, a delivery limit and at-least-once "
              "dead-lettering"},
     {.name = "HTTP_PORT", .kind = CFG_PORT, .required = 1, .help = "health, metrics and API port"},
+    {.name = "HTTP_TLS_CERT_FILE",
+     .kind = CFG_STRING,
+     .help = "PEM certificate chain of the HTTP server; set with HTTP_TLS_KEY_FILE, the port "
+             "speaks HTTPS only"},
+    {.name = "HTTP_TLS_KEY_FILE",
+     .kind = CFG_STRING,
+     .secret = 1,
+     .help = "PEM private key of HTTP_TLS_CERT_FILE"},
+    {.name = "TLS_CA_FILE",
+     .kind = CFG_STRING,
+     .help = "PEM certificates of the authorities that sign the broker's certificates (amqps:// "
+             "and https:// management API); unset: the system's store"},
     {.name = "HTTP_ADDR",
      .kind = CFG_STRING,
      .default_value = "127.0.0.1",
@@ -194,6 +206,8 @@ int svc_main(int argc, char **argv, const svc_def_t *def)
         .addr = cfg_str(svc.cfg, "HTTP_ADDR"),
         .port = (uint16_t)cfg_int(svc.cfg, "HTTP_PORT"),
         .threads = (unsigned)cfg_int(svc.cfg, "HTTP_THREADS"),
+        .tls_cert_file = cfg_str(svc.cfg, "HTTP_TLS_CERT_FILE"),
+        .tls_key_file = cfg_str(svc.cfg, "HTTP_TLS_KEY_FILE"),
     };
     if (http_server_start(&hc, def->http_routes, def->n_http_routes, &svc, &http, &e) != 0) {
         log_err(LOG_ERROR, NULL, "startup.http_failed", &e);

@@ -3,7 +3,9 @@
  * at-least-once dead-lettering). A queue that is not would lose or endlessly redeliver the very
  * messages our consumer loop relies on the broker to set aside, and nothing else would notice:
  * AMQP 0-9-1 cannot tell a queue's type or policy, so this asks the management API
- * (AMQP_MGMT_URL) as the service's own broker user (AMQP_URL's user, password and vhost).
+ * (AMQP_MGMT_URL, http:// or https://; for https:// the broker's certificate is checked against
+ * TLS_CA_FILE, or the system's store when unset) as the service's own broker user (AMQP_URL's
+ * user, password and vhost).
  *
  * Decisions:
  *   - checked once, at start, in svc_main before the consumer threads start (a policy changed
@@ -64,10 +66,12 @@ static int fetch(const svc_t *svc, const mq__url_t *amqp, const char *queue, hea
         return err_set(e, ERR_CONFIG, "queue or vhost name too long");
     snprintf(path, sizeof(path), "/api/queues/%s/%s", vhost, name);
     const char *base = cfg_str(svc->cfg, "AMQP_MGMT_URL");
+    const char *ca_file = cfg_str(svc->cfg, "TLS_CA_FILE"); /* NULL: the system's store */
     daemon_backoff_t backoff;
     daemon_backoff_init(&backoff, RETRY_INITIAL_MS, RETRY_MAX_MS);
     for (;;) {
-        int rc = mgmt_get_json(base, amqp->user, amqp->password, path, CHECK_TIMEOUT_MS, out, e);
+        int rc = mgmt_get_json(base, ca_file, amqp->user, amqp->password, path, CHECK_TIMEOUT_MS,
+                               out, e);
         if (rc == 0 && json_object_get(*out, "effective_policy_definition") == NULL) {
             /* The management API shows a queue's policy only once the queue has published its
              * statistics, some seconds after the broker started or the queue was declared;
@@ -95,7 +99,8 @@ int svc__check_queues(const svc_t *svc, health_flag_t *flag, char *line, size_t 
     err_clear(&e);
     mgmt__url_t mgmt;
     if (mgmt__url_parse(cfg_str(svc->cfg, "AMQP_MGMT_URL"), &mgmt, &e) != 0) {
-        snprintf(line, n, "AMQP_MGMT_URL: %s (e.g. http://127.0.0.1:15672)", e.msg);
+        snprintf(line, n, "AMQP_MGMT_URL: %s (e.g. http://127.0.0.1:15672 or https://host:15671)",
+                 e.msg);
         return ERR_CONFIG;
     }
     mq__url_t amqp;
@@ -128,10 +133,11 @@ int svc__check_queues(const svc_t *svc, health_flag_t *flag, char *line, size_t 
                          "queue %s does not exist in vhost %s (%s): " FIX_HINT
                          ", then start %s again",
                          queue, amqp.vhost, e.msg, def->name);
-            else if (rc == ERR_CONFIG)
+            else if (rc == ERR_CONFIG) /* credentials, or TLS (the message says which) */
                 snprintf(line, n,
-                         "cannot check queue %s: %s. broker-config/definitions.json gives every "
-                         "service user what it needs: " FIX_HINT ", then start %s again",
+                         "cannot check queue %s: %s. Fix that, then start %s again (for a user "
+                         "the broker refuses: " FIX_HINT ", it gives every service user what it "
+                         "needs)",
                          queue, e.msg, def->name);
             else
                 snprintf(line, n,

@@ -211,7 +211,9 @@ int svc_worker_restore_db(svc_worker_t *w, err_t *e)
 
 static int open_mq(svc_worker_t *w, mq_conn_t **out, const char *name, err_t *e)
 {
-    mq_opts_t opts = {.heartbeat_s = w->heartbeat_s, .connection_name = name};
+    mq_opts_t opts = {.heartbeat_s = w->heartbeat_s,
+                      .connection_name = name,
+                      .ca_file = cfg_str(svc_cfg(w->svc), "TLS_CA_FILE")};
     return mq_open(cfg_str(svc_cfg(w->svc), "AMQP_URL"), &opts, out, e);
 }
 
