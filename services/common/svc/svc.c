@@ -41,8 +41,7 @@ static const cfg_var_t std_vars[] = {
              "speaks HTTPS only"},
     {.name = "HTTP_TLS_KEY_FILE",
      .kind = CFG_STRING,
-     .secret = 1,
-     .help = "PEM private key of HTTP_TLS_CERT_FILE"},
+     .help = "PEM private key of HTTP_TLS_CERT_FILE (a path: the file is the secret)"},
     {.name = "TLS_CA_FILE",
      .kind = CFG_STRING,
      .help = "PEM certificates of the authorities that sign the broker's certificates (amqps:// "
