@@ -1,5 +1,9 @@
 /* health: checks are a fixed-size table filled at startup; a flag's state is an atomic int
- * (read without a lock) and its detail text is guarded by the flag's own mutex. */
+ * (read without a lock) and its detail text is guarded by the flag's own mutex.
+ *
+ * petstore_ready is computed when /metrics is rendered, not when a flag changes: flags are set
+ * on every loop iteration, and a check may be a function with no event to hook; a scrape runs
+ * the checks once, as /readyz does. */
 #include "health.h"
 
 #include <pthread.h>
@@ -7,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "metrics.h"
 
 struct health_flag {
     atomic_int ok;
@@ -33,8 +39,30 @@ static int flag_check(void *arg, char *detail, size_t n)
     return atomic_load(&f->ok);
 }
 
+static metrics_gauge_t *ready_gauge;
+static pthread_once_t ready_once = PTHREAD_ONCE_INIT;
+
+static void collect_ready(void *arg)
+{
+    (void)arg;
+    metrics_gauge_set(ready_gauge, health_ready());
+}
+
+/* Once, with the first check: a process without checks has no readiness worth a series. A
+ * failed registration costs the metric, never the check. */
+static void ready_metric_init(void)
+{
+    ready_gauge = metrics_gauge("petstore_ready",
+                                "1 when every readiness check passes (what GET /readyz answers "
+                                "now), else 0",
+                                NULL);
+    if (ready_gauge != NULL && metrics_collector_add(collect_ready, NULL) != 0)
+        ready_gauge = NULL;
+}
+
 int health_check_add(const char *name, health_check_fn fn, void *arg)
 {
+    pthread_once(&ready_once, ready_metric_init);
     int rc = ERR_NOMEM;
     pthread_mutex_lock(&lock);
     if (n_checks < HEALTH_MAX_CHECKS) {
@@ -79,15 +107,17 @@ int health_flag_ok(const health_flag_t *f)
     return f != NULL && atomic_load(&((health_flag_t *)f)->ok);
 }
 
-int health_ready_json(json_t **out)
+/* Runs every check; with all non-NULL, also records each name's status and detail in it. */
+static int run_checks(json_t *all)
 {
-    json_t *all = json_object();
     int ready = 1;
     pthread_mutex_lock(&lock);
     for (size_t i = 0; i < n_checks; i++) {
         char detail[128] = "";
         int ok = checks[i].fn(checks[i].arg, detail, sizeof(detail)) != 0;
         ready &= ok;
+        if (all == NULL)
+            continue;
         json_t *seen = json_object_get(all, checks[i].name);
         if (seen != NULL &&
             (ok || strcmp(json_string_value(json_object_get(seen, "status")), "fail") == 0))
@@ -98,6 +128,15 @@ int health_ready_json(json_t **out)
         json_object_set_new(all, checks[i].name, entry);
     }
     pthread_mutex_unlock(&lock);
+    return ready;
+}
+
+int health_ready(void) { return run_checks(NULL); }
+
+int health_ready_json(json_t **out)
+{
+    json_t *all = json_object();
+    int ready = run_checks(all);
     *out = json_pack("{s:s,s:o}", "status", ready ? "ok" : "fail", "checks", all);
     return ready;
 }

@@ -11,6 +11,10 @@
  * registers a handful at startup). Two checks may share a name (two consumer threads each with
  * a "database" flag): the report shows the name once, failing if either fails.
  *
+ * The same answer is a metric: the gauge petstore_ready (1 ready, 0 not), registered with the
+ * first check and set by a metrics collector (metrics.h) at every scrape of /metrics, so it
+ * says what /readyz would answer at that moment, and alerts can watch it.
+ *
  * Threading: everything is thread-safe; check functions run under the registry lock, from
  * whichever thread asks for the report. */
 #ifndef PETSTORE_HEALTH_H
@@ -43,6 +47,10 @@ void health_flag_set(health_flag_t *flag, int ok, const char *detail);
 
 /* The flag's current state: 1 ok, 0 failing (also for NULL). */
 int health_flag_ok(const health_flag_t *flag);
+
+/* Runs every check: 1 when every one passes (also when there are none), else 0; what /readyz
+ * would answer now. */
+int health_ready(void);
 
 /* Runs every check and builds {"status":"ok"|"fail","checks":{name:{"status","detail"}}} into
  * *out (a new reference the caller owns; NULL only when out of memory). Returns 1 when every

@@ -34,6 +34,13 @@ struct metrics_series {
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct metrics_series *head, *tail;
 
+/* Guarded by lock, like the series; append-only. */
+static struct collector {
+    metrics_collect_fn fn;
+    void *arg;
+} collectors[METRICS_MAX_COLLECTORS];
+static size_t n_collectors;
+
 /* ---- values ---- */
 
 static uint64_t to_bits(double d)
@@ -241,6 +248,25 @@ metrics_histogram_t *metrics_histogram(const char *name, const char *help, const
     return registered(K_HISTOGRAM, name, help, labels, bounds, n);
 }
 
+int metrics_collector_add(metrics_collect_fn fn, void *arg)
+{
+    int rc = 0;
+    pthread_mutex_lock(&lock);
+    for (size_t i = 0; i < n_collectors; i++)
+        if (collectors[i].fn == fn && collectors[i].arg == arg)
+            goto out;
+    if (n_collectors == METRICS_MAX_COLLECTORS) {
+        rc = ERR_NOMEM;
+        goto out;
+    }
+    collectors[n_collectors].fn = fn;
+    collectors[n_collectors].arg = arg;
+    n_collectors++;
+out:
+    pthread_mutex_unlock(&lock);
+    return rc;
+}
+
 /* ---- updates ---- */
 
 void metrics_counter_add(metrics_counter_t *c, double v)
@@ -419,9 +445,23 @@ static int render_process(buf_t *out)
     return rc;
 }
 
+/* Runs the collectors from a copy of the table taken under the lock, and without it: a
+ * collector registers and updates series, which takes the lock. */
+static void run_collectors(void)
+{
+    struct collector copy[METRICS_MAX_COLLECTORS];
+    pthread_mutex_lock(&lock);
+    size_t n = n_collectors;
+    memcpy(copy, collectors, n * sizeof(copy[0]));
+    pthread_mutex_unlock(&lock);
+    for (size_t i = 0; i < n; i++)
+        copy[i].fn(copy[i].arg);
+}
+
 int metrics_render(buf_t *out)
 {
     int rc = 0;
+    run_collectors();
     pthread_mutex_lock(&lock);
     /* Group by name: HELP and TYPE once, then every series of that name. */
     for (struct metrics_series *s = head; rc == 0 && s != NULL; s = s->next) {

@@ -7,8 +7,9 @@
  * kind only: registering it as another kind fails. Label values are fixed at registration, so
  * label by something bounded (a route pattern, never a raw path or a client-chosen string).
  *
- * metrics_render() writes every series grouped by name (HELP and TYPE once per name, in
- * registration order), then the process metrics: process_start_time_seconds,
+ * metrics_render() first runs the collectors (functions that set series computed on demand,
+ * see metrics_collector_add), then writes every series grouped by name (HELP and TYPE once per
+ * name, in registration order), then the process metrics: process_start_time_seconds,
  * process_cpu_seconds_total, process_resident_memory_bytes, process_virtual_memory_bytes and
  * process_open_fds (from /proc/self).
  *
@@ -53,7 +54,20 @@ void metrics_histogram_observe(metrics_histogram_t *h, double v);
  * Returns 0, or ERR_INVALID when out is too small (out then holds ""). */
 int metrics_escape_label(const char *value, char *out, size_t n) PETSTORE_NODISCARD;
 
-/* Appends the whole exposition to out. Returns 0 or ERR_NOMEM. */
+/* A collector brings series up to date that are computed on demand rather than kept current by
+ * their owner: readiness (health.c sets petstore_ready from the health checks), a value read
+ * from the system. metrics_render() calls every collector, in registration order, before it
+ * writes anything, on the rendering thread and outside the registry lock (so a collector may
+ * register and update series). It must be cheap and must not block: it runs on every scrape. */
+typedef void (*metrics_collect_fn)(void *arg);
+
+#define METRICS_MAX_COLLECTORS 8
+
+/* Registers a collector; arg is borrowed for the process lifetime. Registering the same fn and
+ * arg again does nothing. Returns 0, or ERR_NOMEM when METRICS_MAX_COLLECTORS are registered. */
+int metrics_collector_add(metrics_collect_fn fn, void *arg) PETSTORE_NODISCARD;
+
+/* Runs the collectors, then appends the whole exposition to out. Returns 0 or ERR_NOMEM. */
 int metrics_render(buf_t *out) PETSTORE_NODISCARD;
 
 #endif

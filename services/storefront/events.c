@@ -95,10 +95,15 @@ int sf_on_pets_sold(db_conn_t *db, const svc_msg_t *m, void *app, err_t *e)
     return apply_pets(db, m, "sold", e);
 }
 
+/* An order's outcome is counted in the metrics once the batch commits (finished.c). */
 int sf_on_order_status(db_conn_t *db, const svc_msg_t *m, void *app, err_t *e)
 {
     (void)app;
-    return sf_apply_order_status(db, m->payload, e);
+    sf_outcome_t outcome;
+    int rc = sf_apply_order_status(db, m->payload, &outcome, e);
+    if (rc == 0)
+        sf_finished_note(&outcome);
+    return rc;
 }
 
 int sf_on_pet_listed(db_conn_t *db, const svc_msg_t *m, void *app, err_t *e)

@@ -96,6 +96,7 @@ static int init(svc_t *svc, void **out, err_t *e)
     }
     app->session_ttl_s = cfg_int(cfg, "SESSION_TTL_S");
     app->idempotency_retention_s = cfg_int(cfg, "IDEMPOTENCY_RETENTION_S");
+    sf_finished_init();
     unsigned char junk[16];
     randombytes_buf(junk, sizeof(junk));
     if (crypto_pwhash_str(app->dummy_hash, (const char *)junk, sizeof(junk), SF_PWHASH_OPSLIMIT,
@@ -116,7 +117,8 @@ int main(int argc, char **argv)
         {.queue = "storefront.events",
          .inbox_name = "storefront",
          .routes = event_routes,
-         .n_routes = sizeof(event_routes) / sizeof(event_routes[0])},
+         .n_routes = sizeof(event_routes) / sizeof(event_routes[0]),
+         .settled = sf_finished_settled},
     };
     svc_def_t def = {
         .name = "storefront",

@@ -12,9 +12,11 @@
  * Columns named after their rendering (created_at is text) are ordered by qualified name, which
  * PostgreSQL resolves to the table's column, not the output one.
  * Status changes apply only when newer than the stored version, so redelivered, duplicated or
- * reordered events never move an order back. */
+ * reordered events never move an order back. The change that gives an order its outcome is
+ * marked once (finished_version), for the metrics of finished orders (finished.c). */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "db_array.h"
 #include "order_status.h"
@@ -53,15 +55,28 @@ static const db_stmt_t list_orders_stmt = {
     .nparams = 1,
 };
 
+/* Applies a newer status and appends it to the history; one row when applied, none when not
+ * newer. $6 says whether the status is an outcome (sf_status_is_outcome): the first outcome
+ * applied sets finished_version (migration 007). SET reads the row as locked by this UPDATE
+ * (the newest version, re-read after waiting for a concurrent writer), so of two instances
+ * applying two outcomes of one order at once only the first to commit sets it, and `first`
+ * is true in exactly one applied change per order. `seconds` is the time since the order was
+ * created at the door, both ends by this database's clock (clock_timestamp: now, not the start
+ * of the consumer's transaction). */
 static const db_stmt_t order_status_stmt = {
     .name = "sf_order_status",
     .sql = "WITH o AS (UPDATE orders SET status = $2, reason = $3, version = $4::int,"
-           "  updated_at = coalesce($5::timestamptz, now())"
-           "  WHERE id = $1::uuid AND version < $4::int RETURNING id) "
-           "INSERT INTO order_history (order_id, version, status, reason, at)"
-           " SELECT id, $4::int, $2, $3, coalesce($5::timestamptz, now()) FROM o"
-           " ON CONFLICT DO NOTHING",
-    .nparams = 5,
+           "  updated_at = coalesce($5::timestamptz, now()),"
+           "  finished_version = CASE WHEN $6::boolean AND finished_version IS NULL"
+           "   THEN $4::int ELSE finished_version END"
+           "  WHERE id = $1::uuid AND version < $4::int"
+           "  RETURNING id, coalesce(finished_version = $4::int, false) AS first,"
+           "   extract(epoch FROM clock_timestamp() - created_at)::float8 AS seconds),"
+           " h AS (INSERT INTO order_history (order_id, version, status, reason, at)"
+           "  SELECT id, $4::int, $2, $3, coalesce($5::timestamptz, now()) FROM o"
+           "  ON CONFLICT DO NOTHING) "
+           "SELECT first, seconds FROM o",
+    .nparams = 6,
 };
 
 /* Where each column of an order query is, looked up once per result. */
@@ -146,20 +161,40 @@ int sf_order_is_finished(const json_t *order)
            order_status_is_terminal(status);
 }
 
-int sf_apply_order_status(db_conn_t *db, const json_t *p, err_t *e)
+int sf_status_is_outcome(order_status_t s)
+{
+    return order_status_is_terminal(s) || s == ORDER_NEEDS_OPERATOR;
+}
+
+int sf_apply_order_status(db_conn_t *db, const json_t *p, sf_outcome_t *outcome, err_t *e)
 {
     char version[24];
     snprintf(version, sizeof(version), "%lld",
              (long long)json_integer_value(json_object_get(p, "version")));
-    const char *params[] = {json_string_value(json_object_get(p, "order_id")),
-                            json_string_value(json_object_get(p, "status")),
-                            json_string_value(json_object_get(p, "reason")), version,
-                            json_string_value(json_object_get(p, "occurred_at"))};
+    const char *status_name = json_string_value(json_object_get(p, "status"));
+    order_status_t status = ORDER_PENDING;
+    int is_outcome = order_status_parse(status_name, &status) == 0 && sf_status_is_outcome(status);
+    const char *params[] = {
+        json_string_value(json_object_get(p, "order_id")),    status_name,
+        json_string_value(json_object_get(p, "reason")),      version,
+        json_string_value(json_object_get(p, "occurred_at")), is_outcome ? "true" : "false"};
     db_result_t *res = NULL;
     int rc = db_exec(db, &order_status_stmt, params, &res, e);
     if (rc != 0)
         return rc;
-    int applied = db_cmd_tuples(res) > 0;
+    int applied = db_rows(res) > 0;
+    if (outcome != NULL) {
+        memset(outcome, 0, sizeof(*outcome));
+        if (applied && db_value(res, 0, db_col_index(res, "first"))[0] == 't') {
+            outcome->first = 1;
+            outcome->status = status;
+            if (params[2] == NULL)
+                outcome->reason = ORDER_REASON_NONE;
+            else if (order_reason_parse(params[2], &outcome->reason) != 0)
+                outcome->reason = ORDER_REASON_COUNT; /* not in this build's list */
+            outcome->seconds = atof(db_value(res, 0, db_col_index(res, "seconds")));
+        }
+    }
     db_result_free(res);
     /* In the consumed message's context (the consumer sets it around the handler). */
     log_info(log_ctx_current(), "order.view_updated",

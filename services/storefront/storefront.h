@@ -8,6 +8,7 @@
 
 #include <sodium.h>
 
+#include "order_status.h"
 #include "svc.h"
 
 /* Argon2id for passwords (crypto_pwhash_str): OWASP's setting of 7 MiB and 5 passes, as strong
@@ -73,9 +74,25 @@ int sf_order_load_or_answer(http_request_t *req, db_conn_t *db, const char *id, 
 int sf_orders_list(db_conn_t *db, const char *user_id, json_t **out, err_t *e) PETSTORE_NODISCARD;
 /* 1 when the rendered order (borrowed) has reached a final status (COMPLETED, CANCELLED). */
 int sf_order_is_finished(const json_t *order);
+/* 1 for a status that is the order's outcome for the service-level metrics (finished.c):
+ * COMPLETED, CANCELLED, and NEEDS_OPERATOR (not terminal, but the customer's order stopped
+ * there until an operator acts). */
+int sf_status_is_outcome(order_status_t s);
+/* What a status change meant for the order's outcome: first is 1 when the change was applied
+ * and is the order's first outcome (sf_status_is_outcome), counted once per order whatever
+ * comes later (a parked order finished by an operator). Then status and reason are the
+ * change's (reason ORDER_REASON_COUNT: one this build does not know) and seconds the time
+ * from the order's creation at the door to the change, by the storefront database's clock. */
+typedef struct sf_outcome {
+    int first;
+    order_status_t status;
+    order_reason_t reason;
+    double seconds;
+} sf_outcome_t;
 /* Applies a saga.order_status_changed payload if its version is newer (autocommit or inside
- * the caller's transaction). */
-int sf_apply_order_status(db_conn_t *db, const json_t *payload, err_t *e) PETSTORE_NODISCARD;
+ * the caller's transaction). outcome (caller's storage, may be NULL) is filled on success. */
+int sf_apply_order_status(db_conn_t *db, const json_t *payload, sf_outcome_t *outcome,
+                          err_t *e) PETSTORE_NODISCARD;
 
 /* ---- waiters.c: long polls, answered once each (by whoever claims them) ---- */
 /* `leave` for a waiter that waits for the order's end (until=terminal): it is done when the
@@ -119,6 +136,16 @@ void sf_streams_close_all(void);
 /* The worker thread: wakes long polls and streams on status changes, forgets deleted sessions
  * (svc_def_t.workers). */
 void *sf_notices_worker(void *svc);
+
+/* ---- finished.c: the service-level metrics of orders, counted once each after the commit ---- */
+/* Registers petstore_orders_finished_total and petstore_order_completion_seconds (svc init). */
+void sf_finished_init(void);
+/* Notes an outcome (a copy; ignored unless o->first) for the transaction in hand, on the
+ * calling consumer's thread. */
+void sf_finished_note(const sf_outcome_t *o);
+/* The consumer's settled hook (svc.h): counts the noted outcomes when committed, forgets them
+ * when not. */
+void sf_finished_settled(void *app, int committed);
 
 /* ---- events.c: the consumer of storefront.events ---- */
 int sf_on_order_status(db_conn_t *db, const svc_msg_t *m, void *app, err_t *e);

@@ -5,11 +5,13 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
 
 #include "health.h"
+#include "metrics.h"
 
 static const char *status_of(json_t *report, const char *name)
 {
@@ -59,6 +61,31 @@ static void test_a_new_flag_fails_as_starting_until_its_owner_sets_it(void **sta
     assert_string_equal(detail_of(r, "database"), "");
     json_decref(r);
     health_flag_set(db, 1, "connected");
+}
+
+/* The value of petstore_ready in a rendering of /metrics, or -1 when it is absent. */
+static double ready_metric(void)
+{
+    buf_t b = BUF_INIT;
+    assert_int_equal(metrics_render(&b), 0);
+    const char *p = strstr(b.data, "\npetstore_ready ");
+    double v = p != NULL ? strtod(p + strlen("\npetstore_ready "), NULL) : -1;
+    buf_free(&b);
+    return v;
+}
+
+static void test_petstore_ready_says_what_readyz_answers_at_each_scrape(void **state)
+{
+    (void)state;
+    health_flag_t *f = health_flag_new("scraped");
+    assert_true(ready_metric() == 0); /* a new flag is "starting" */
+    health_flag_set(f, 1, "up");
+    assert_int_equal(health_ready(), 1);
+    assert_true(ready_metric() == 1);
+    health_flag_set(f, 0, "down");
+    assert_int_equal(health_ready(), 0);
+    assert_true(ready_metric() == 0);
+    health_flag_set(f, 1, "up");
 }
 
 static int broker_up;
@@ -147,6 +174,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_an_empty_registry_is_ready),
         cmocka_unit_test(test_a_new_flag_fails_as_starting_until_its_owner_sets_it),
+        cmocka_unit_test(test_petstore_ready_says_what_readyz_answers_at_each_scrape),
         cmocka_unit_test(test_a_custom_check_reports_its_state_and_detail),
         cmocka_unit_test(test_a_shared_name_fails_when_any_of_its_checks_fails),
         cmocka_unit_test(test_long_details_are_truncated_and_null_flags_are_ignored),

@@ -234,6 +234,42 @@ static void test_concurrent_updates_are_never_lost(void **state)
     free(text);
 }
 
+static int collected;
+
+static void collect_calls(void *arg) { metrics_gauge_set(arg, ++collected); }
+
+static void collect_nothing(void *arg) { (void)arg; }
+
+static void test_collectors_set_their_series_at_each_rendering(void **state)
+{
+    (void)state;
+    metrics_gauge_t *g = metrics_gauge("c_scrapes", "Renderings seen by the collector", NULL);
+    assert_int_equal(metrics_collector_add(collect_calls, g), 0);
+    assert_int_equal(metrics_collector_add(collect_calls, g), 0); /* the same one: no-op */
+    char *text = render_registry();
+    assert_true(sample(text, "\nc_scrapes ") == 1);
+    free(text);
+    text = render_registry();
+    assert_true(sample(text, "\nc_scrapes ") == 2);
+    free(text);
+    assert_int_equal(collected, 2);
+}
+
+static void test_the_collector_table_is_bounded(void **state)
+{
+    (void)state;
+    static int args[METRICS_MAX_COLLECTORS];
+    size_t added = 0;
+    while (added < METRICS_MAX_COLLECTORS &&
+           metrics_collector_add(collect_nothing, &args[added]) == 0)
+        added++;
+    assert_true(added > 0 && added < METRICS_MAX_COLLECTORS);
+    assert_int_equal(metrics_collector_add(collect_nothing, &args[added]), ERR_NOMEM);
+    char *text = render_registry(); /* the registered ones still run */
+    free(text);
+    assert_int_equal(collected, 3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -245,6 +281,8 @@ int main(void)
         cmocka_unit_test(test_sample_values_use_the_formats_spellings),
         cmocka_unit_test(test_process_metrics_are_rendered_after_the_registry),
         cmocka_unit_test(test_concurrent_updates_are_never_lost),
+        cmocka_unit_test(test_collectors_set_their_series_at_each_rendering),
+        cmocka_unit_test(test_the_collector_table_is_bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

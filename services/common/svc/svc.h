@@ -99,6 +99,13 @@ typedef struct svc_consumer_def {
      * retries of a failing handler) or any other code (as a handler's). Handlers and flush run
      * on the consumer's own thread: gathered rows may live in thread-local storage. */
     int (*flush)(db_conn_t *db, void *app, err_t *e);
+    /* Optional, for effects that must follow only work that is durable (the storefront counts
+     * finished orders in its metrics here, so that a batch rolled back and run again counts
+     * them once). Called on the consumer's thread when each of its transactions ends:
+     * committed 1 right after a successful COMMIT (before the acknowledgement), 0 when the
+     * transaction was rolled back or its COMMIT failed. Handlers gather what it needs in
+     * thread-local storage; it acts on the gathered state (committed) or forgets it (not). */
+    void (*settled)(void *app, int committed);
 } svc_consumer_def_t;
 
 /* Who caused what is emitted: the service, the message being handled (if any) and its trace. */

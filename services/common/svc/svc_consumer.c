@@ -327,11 +327,19 @@ static svc_msg_t msg_of(const consumer_t *c, const item_t *it)
 /* run_batch's answer when the flush refused a row of several messages: run each alone. */
 #define RUN_SPLIT 1
 
-/* Tells the consumer's flush (if any) that the transaction did not commit. */
+/* Tells the consumer's settled hook (if any) how its transaction ended. */
+static void tell_settled(consumer_t *c, int committed)
+{
+    if (c->def->settled != NULL)
+        c->def->settled(svc_app(c->svc), committed);
+}
+
+/* Tells the consumer's flush and settled hooks (if any) that the transaction did not commit. */
 static void forget_gathered(consumer_t *c)
 {
     if (c->def->flush != NULL)
         (void)c->def->flush(NULL, svc_app(c->svc), NULL);
+    tell_settled(c, 0);
 }
 
 /* The flush of a consumer that gathers rows, after the batch's handlers: 0, ERR_INVALID when
@@ -443,7 +451,9 @@ static int run_batch(consumer_t *c, item_t *items, size_t n, counts_t *got, err_
     }
     if (rc != 0)
         goto fail;
-    return db_commit(c->db, e);
+    rc = db_commit(c->db, e);
+    tell_settled(c, rc == 0);
+    return rc;
 fail:
     db_rollback(c->db);
     forget_gathered(c);
