@@ -332,10 +332,12 @@ def test_prometheus_scrapes_every_daemon_and_rabbitmq_over_tls(system):
         return len(ups) == len(DAEMONS) + 2 and all(r["value"][1] == "1" for r in ups)
 
     wait_until(all_up, timeout=60, what="every target to be scraped")
-    # A metric of every daemon, by its daemon label.
+    # A metric of every daemon, by its daemon label, and each one ready by its own account.
     for name in DAEMONS:
         series = prom_query(exports, f'petstore_http_requests_total{{daemon="{name}"}}')
         assert series, f"no petstore_http_requests_total from {name}"
+    ready = {r["metric"]["daemon"]: r["value"][1] for r in prom_query(exports, "petstore_ready")}
+    assert ready == {name: "1" for name in DAEMONS}, ready
     # RabbitMQ's queue depths per queue, which the dead-letter and lag alerts read.
     depths = prom_query(exports, 'rabbitmq_queue_messages_ready{queue="saga.events"}')
     assert depths, "no per-queue depth from RabbitMQ"
