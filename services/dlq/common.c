@@ -27,7 +27,8 @@ int dlq_fail(const char *doing, const err_t *e)
     if (connect)
         fprintf(stderr, "  check that RabbitMQ and PostgreSQL run (./petstore status) and that "
                         "DLQ_AMQP_URL, DLQ_DATABASE_URL and RABBITMQ_MGMT_URL point at them "
-                        "(eval \"$(./petstore env)\"); nothing was changed\n");
+                        "(eval \"$(./petstore env)\"), and TLS_CA_FILE at their CA when they "
+                        "speak TLS; nothing was changed\n");
     else if (e->code == ERR_CONFIG)
         fprintf(stderr, "  check the queue name (dlq list) and the dlq user's permissions in "
                         "broker-config/definitions.json\n");

@@ -316,6 +316,32 @@ def test_postgresql_requires_tls_and_verifies_the_server(system):
         conn.close()
 
 
+def dlq_tool(exports, *args, ca_file=None):
+    """The dlq tool with the system's settings; ca_file replaces the CA it trusts."""
+    env = {k: exports[k] for k in ("DLQ_AMQP_URL", "DLQ_DATABASE_URL", "RABBITMQ_MGMT_URL")}
+    env.update(PATH=os.environ.get("PATH", "/usr/bin:/bin"),
+               TLS_CA_FILE=ca_file or exports["TLS_CA_FILE"])
+    for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS"):
+        if k in os.environ:
+            env[k] = os.environ[k]
+    return subprocess.run([os.path.join(os.environ["PETSTORE_BUILD_DIR"], "bin", "dlq"), *args],
+                          env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_the_dlq_tool_speaks_tls_and_refuses_a_broker_it_cannot_verify(system):
+    _, exports = system
+    assert exports["DLQ_AMQP_URL"].startswith("amqps://")
+    ok = dlq_tool(exports, "list")
+    assert ok.returncode == 0, ok.stderr
+    assert "storefront.events.dlq" in ok.stdout
+    # Trusting the system's authorities only, neither the management API (list) nor the AMQP
+    # link (groups reads the queue over AMQP first) is accepted.
+    for verb in (["list"], ["groups", "storefront.events.dlq"]):
+        p = dlq_tool(exports, *verb, ca_file="/etc/ssl/certs/ca-certificates.crt")
+        assert p.returncode != 0, (verb, p.stdout)
+        assert "verif" in p.stderr, (verb, p.stderr)
+
+
 def prom_query(exports, query):
     url = exports["PROMETHEUS_URL"] + "/api/v1/query?" + urllib.parse.urlencode({"query": query})
     status, body = call(exports, "GET", url)

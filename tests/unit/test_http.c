@@ -131,6 +131,58 @@ static char *req(int port, const char *method, const char *path, const char *hea
 
 static int status_of(const char *resp) { return atoi(resp + 9); }
 
+/* Writes text to a new temporary file; its path goes to out (size n). */
+static void temp_file(const char *text, char *out, size_t n)
+{
+    snprintf(out, n, "/tmp/petstore-test-http-XXXXXX");
+    int fd = mkstemp(out);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+}
+
+static void test_bad_tls_settings_stop_the_start_with_a_clear_message(void **state)
+{
+    (void)state;
+    char garbage[64], empty[64];
+    temp_file("-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n",
+              garbage, sizeof(garbage));
+    temp_file("", empty, sizeof(empty));
+    struct {
+        const char *cert, *key, *says;
+    } cases[] = {
+        {garbage, NULL, "only one is set"},
+        {NULL, garbage, "only one is set"},
+        {"/nonexistent/cert.pem", garbage, "HTTP_TLS_CERT_FILE /nonexistent/cert.pem"},
+        {garbage, "/nonexistent/key.pem", "HTTP_TLS_KEY_FILE /nonexistent/key.pem"},
+        {empty, garbage, "HTTP_TLS_CERT_FILE"},
+        {garbage, garbage, "not a matching PEM certificate and key"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        http_config_t cfg = {.addr = "127.0.0.1",
+                             .port = 0,
+                             .threads = 1,
+                             .tls_cert_file = cases[i].cert,
+                             .tls_key_file = cases[i].key};
+        http_server_t *s = NULL;
+        err_t e;
+        err_clear(&e);
+        assert_int_equal(http_server_start(&cfg, routes, 3, NULL, &s, &e), ERR_CONFIG);
+        assert_null(s);
+        if (strstr(e.msg, cases[i].says) == NULL)
+            print_error("case %zu: \"%s\" lacks \"%s\"\n", i, e.msg, cases[i].says);
+        assert_non_null(strstr(e.msg, cases[i].says));
+    }
+    /* Empty strings are unset: plain HTTP. */
+    http_config_t plain = {.addr = "127.0.0.1", .port = 0, .tls_cert_file = "", .tls_key_file = ""};
+    http_server_t *s = NULL;
+    err_t e;
+    assert_int_equal(http_server_start(&plain, routes, 3, NULL, &s, &e), 0);
+    http_server_stop(s);
+    unlink(garbage);
+    unlink(empty);
+}
+
 static void test_a_live_server_routes_validates_and_answers_problems(void **state)
 {
     (void)state;
@@ -239,6 +291,7 @@ int main(void)
         cmocka_unit_test(test_patterns_match_literal_segments_and_capture_parameters),
         cmocka_unit_test(test_a_problem_document_follows_rfc_9457),
         cmocka_unit_test(test_a_live_server_routes_validates_and_answers_problems),
+        cmocka_unit_test(test_bad_tls_settings_stop_the_start_with_a_clear_message),
         cmocka_unit_test(test_metrics_render_counters_gauges_and_histograms),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
